@@ -1,0 +1,5 @@
+"""CLI verbs of this stage (being written)."""
+
+
+def register(subparsers) -> None:
+    pass

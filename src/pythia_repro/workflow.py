@@ -1,0 +1,23 @@
+"""Glue used by the Snakefile at DAG-build time (nothing here runs inside jobs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pythia_repro.atomic import write_text
+from pythia_repro.config import Suite
+
+
+def publish_resolved_config(suite: Suite) -> str:
+    """Write the validated config (defaults filled) to `{root}/suite.yaml` if it changed.
+
+    Jobs read this file instead of the user's config so command-line overrides reach them;
+    leaving an unchanged file alone keeps its mtime, so it never looks newer than outputs.
+    """
+    path = suite.root / "suite.yaml"
+    text = yaml.safe_dump(suite.config, sort_keys=True)
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return str(path)

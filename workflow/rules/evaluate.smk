@@ -1,0 +1,5 @@
+# Evaluation stage (being written).
+
+
+def evaluate_targets():
+    return []
