@@ -1,0 +1,149 @@
+"""Build a suite model as a Hugging Face `transformers` module, initialised as GPT-NeoX did.
+
+We train the `transformers` classes themselves rather than an own re-implementation: export is
+then `save_pretrained`, logits are identical by construction, and the attention kernels
+(SDPA, flash-attn 2 when installed) are the ones the library maintains.
+
+- gpt-neox: `GPTNeoXForCausalLM` with Pythia's settings (25% rotary, parallel residual, untied).
+- llama:    `LlamaForCausalLM` (pre-norm RMSNorm, SwiGLU, full rotary, no biases, untied).
+- palm:     `CohereForCausalLM`, the `transformers` class with PaLM's block: one bias-free
+            LayerNorm feeding attention and MLP in parallel, SwiGLU, shared input/output
+            embeddings; with one key/value head it is multi-query attention, and logit_scale=1
+            removes Cohere's only departure from PaLM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import AutoModelForCausalLM, CohereConfig, GPTNeoXConfig, LlamaConfig, PretrainedConfig
+
+ARCHS = ("gpt-neox", "llama", "palm")
+EOD_ID = 0  # <|endoftext|> in the GPT-NeoX-20B tokenizer and in the BPEs we train
+
+
+def swiglu_width(ffn: int) -> int:
+    """SwiGLU has three matrices instead of two: keep the MLP's parameters near a 4d GELU MLP
+    (LLaMA's 2/3 rule), rounded up to a multiple of 64 for efficient kernels."""
+    return -(-(2 * ffn // 3) // 64) * 64
+
+
+def hf_config(arch: str, shape: dict, vocab_size: int, seq_length: int) -> PretrainedConfig:
+    """The `transformers` config of a model of `shape` (a row of the size table)."""
+    d, layers, heads = shape["d_model"], shape["layers"], shape["heads"]
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=d,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=seq_length,
+        bos_token_id=EOD_ID,
+        eos_token_id=EOD_ID,
+        initializer_range=0.02,
+    )
+    if arch == "gpt-neox":
+        return GPTNeoXConfig(
+            **common,
+            intermediate_size=shape["ffn"],
+            hidden_act="gelu",
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+            layer_norm_eps=1e-5,
+            use_parallel_residual=True,
+            tie_word_embeddings=False,
+            attention_bias=True,
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            classifier_dropout=0.0,
+        )
+    if arch == "llama":
+        return LlamaConfig(
+            **common,
+            intermediate_size=swiglu_width(shape["ffn"]),
+            num_key_value_heads=heads,
+            hidden_act="silu",
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            attention_bias=False,
+            mlp_bias=False,
+            tie_word_embeddings=False,
+        )
+    if arch == "palm":
+        return CohereConfig(
+            **common,
+            pad_token_id=None,
+            intermediate_size=swiglu_width(shape["ffn"]),
+            num_key_value_heads=1,
+            hidden_act="silu",
+            layer_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            attention_bias=False,
+            tie_word_embeddings=True,
+            logit_scale=1.0,
+            use_qk_norm=False,
+        )
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+
+
+# Output projections of each block: GPT-NeoX initialises these with wang_init / scaled normal.
+_OUTPUT_LAYERS = ("attention.dense", "mlp.dense_4h_to_h", "self_attn.o_proj", "mlp.down_proj")
+
+
+def init_weights(model: torch.nn.Module, shape: dict, seed: int) -> None:
+    """GPT-NeoX v1.0 initialisation (megatron/model/init_functions.py).
+
+    small:  small_init std = sqrt(2 / (5 d)) for every matrix and embedding, wang_init
+            std = 2 / (L sqrt(d)) for the block output projections (70m..2.8b).
+    normal: normal(0.02), and scaled normal 0.02 / sqrt(2 L) for output projections (6.9b, 12b).
+    Biases zero, norm weights one.
+    """
+    d, layers = shape["d_model"], shape["layers"]
+    if shape.get("init", "small") == "small":
+        std, out_std = math.sqrt(2 / (5 * d)), 2 / (layers * math.sqrt(d))
+    else:
+        std, out_std = 0.02, 0.02 / math.sqrt(2 * layers)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() == 1:
+                # LayerNorm/RMSNorm weights are 1, every bias 0.
+                param.fill_(1.0 if name.endswith("weight") else 0.0)
+                continue
+            target = out_std if any(f"{layer}.weight" in name for layer in _OUTPUT_LAYERS) else std
+            values = torch.empty(param.shape, dtype=torch.float32).normal_(0.0, target, generator=generator)
+            param.copy_(values)
+
+
+def build_model(
+    arch: str,
+    shape: dict,
+    vocab_size: int,
+    seq_length: int,
+    seed: int,
+    attn_implementation: str = "sdpa",
+) -> torch.nn.Module:
+    """A freshly initialised float32 model (the trainer casts for mixed precision)."""
+    config = hf_config(arch, shape, vocab_size, seq_length)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation, dtype=torch.float32)
+    init_weights(model, shape, seed)
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (tied input/output embeddings count once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def meta_model(arch: str, shape: dict, vocab_size: int, seq_length: int) -> torch.nn.Module:
+    """The model on the meta device: shapes without memory, for counting a 12B model."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(hf_config(arch, shape, vocab_size, seq_length))
+
+
+def flops_per_token(model: torch.nn.Module, shape: dict, seq_length: int) -> float:
+    """PaLM's model FLOPs per token (Appendix B): 6N + 12 L H Q T, N without the input embedding."""
+    embedding = model.get_input_embeddings().weight.numel()
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    n = count_parameters(model) - (0 if tied else embedding)
+    head_dim = shape["d_model"] // shape["heads"]
+    return 6 * n + 12 * shape["layers"] * shape["heads"] * head_dim * seq_length
