@@ -1,0 +1,93 @@
+"""The suite config: schema validation with clear messages, and the quantities derived from it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pythia_repro.config import ConfigError, load_suite
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def with_change(path: str, value) -> dict:
+    cfg = copy.deepcopy(DEFAULT)
+    *parents, leaf = path.split(".")
+    node = cfg
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    return cfg
+
+
+def test_both_shipped_configs_validate() -> None:
+    assert load_suite(REPO / "config" / "config.yaml").name == "mini"
+    assert load_suite(REPO / "config" / "pythia.yaml").name == "pythia"
+
+
+def test_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"training: .*'train_itres' was unexpected"):
+        load_suite(with_change("training.train_itres", 10))
+
+
+def test_bad_value_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"dedup.threshold: 1.5 is greater than the maximum of 1"):
+        load_suite(with_change("dedup.threshold", 1.5))
+    with pytest.raises(ConfigError, match=r"models\[0\].arch: 'gpt-5' is not one of"):
+        cfg = copy.deepcopy(DEFAULT)
+        cfg["models"][0]["arch"] = "gpt-5"
+        load_suite(cfg)
+
+
+def test_unknown_size_and_missing_base_are_named() -> None:
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["models"][0]["size"] = "3m"
+    with pytest.raises(ConfigError, match="unknown size '3m'"):
+        load_suite(cfg)
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["interventions"][0]["base"] = "pythia-nope"
+    with pytest.raises(ConfigError, match=r"interventions\[genderswap\].base: no model 'pythia-nope'"):
+        load_suite(cfg)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_suite(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("suite: [unclosed\n")
+    with pytest.raises(ConfigError, match=f"{bad}: not valid YAML"):
+        load_suite(bad)
+
+
+def test_pythia_schedule() -> None:
+    suite = load_suite(REPO / "config" / "pythia.yaml")
+    steps = suite.checkpoint_steps
+    # 154 checkpoints: 0, 1, 2, 4, ..., 512 (11 values), then 1000, 2000, ..., 143000 (143 values).
+    assert len(steps) == 154
+    assert steps[:11] == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    assert steps[11:14] == [1000, 2000, 3000] and steps[-1] == 143000
+    assert suite.num_samples == 147_164_160  # ceil(143000 * 1024 * 1.005)
+    names = [m.name for m in suite.models]
+    assert "pythia-70m" in names and "pythia-12b-deduped" in names and len(names) == 17
+    assert suite.model("pythia-12b").shape["init"] == "normal"
+    assert suite.segment_ends("pythia-70m")[:2] == [5000, 10000] and suite.segment_ends("pythia-70m")[-1] == 143000
+
+
+def test_intervention_branches_at_a_checkpoint_before_the_end() -> None:
+    suite = load_suite(REPO / "config" / "pythia.yaml")
+    iv = suite.model("pythia-70m-deduped-genderswap")
+    # 7% before the end of 143000 steps is step 132990; the checkpoint at or before it is 132000.
+    assert (iv.base, iv.branch_step, iv.data) == ("pythia-70m-deduped", 132000, "deduped")
+    assert suite.model_checkpoint_steps(iv.name)[0] == 133000
+    assert suite.segment_ends(iv.name) == [137000, 142000, 143000]
+
+
+def test_defaults_are_filled() -> None:
+    suite = load_suite(DEFAULT)
+    assert suite.training["adam_beta2"] == 0.95 and suite.training["grad_clip"] == 1.0
+    assert suite.config["upload"]["target"] == "mirror"
+    assert suite.root == Path("results") / "mini"
