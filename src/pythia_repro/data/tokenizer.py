@@ -1,0 +1,114 @@
+"""The suite's tokenizer: a given tokenizer.json, one downloaded from the Hub, or a byte-level BPE
+trained on the corpus the way GPT-NeoX-20B's was built (NFC, ByteLevel pre-tokenizer/decoder).
+
+Whatever the source, the result is one `tokenizer.json` that `tokenizers.Tokenizer.from_file` and
+`transformers.PreTrainedTokenizerFast(tokenizer_file=...)` both load, with `<|endoftext|>` (the EOD
+appended after every document) at id 0 and `<|padding|>` at id 1 as in Pythia.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from pythia_repro.atomic import atomic_file, write_text
+from pythia_repro.data.corpus import ReadStats, iter_documents
+
+EOD_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|padding|>"
+SPECIAL_TOKENS = [EOD_TOKEN, PAD_TOKEN]  # ids 0 and 1, in this order
+_TRAIN_BATCH_DOCS = 1000
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load a tokenizer.json; a missing or unreadable file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: tokenizer file not found")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+        raise ValueError(f"{path}: not a valid tokenizer.json ({exc})") from None
+
+
+def eod_id(tokenizer: Tokenizer, source: str = "tokenizer") -> int:
+    """Id of `<|endoftext|>`, the end-of-document token GPT-NeoX appends after every document."""
+    eod = tokenizer.token_to_id(EOD_TOKEN)
+    if eod is None:
+        raise ValueError(f"{source}: has no {EOD_TOKEN} token to mark document ends")
+    return eod
+
+
+def new_bpe_tokenizer() -> Tokenizer:
+    """An untrained byte-level BPE laid out like GPT-NeoX-20B's tokenizer.json."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    return tokenizer
+
+
+def _text_batches(texts: Iterable[str]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == _TRAIN_BATCH_DOCS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Train a byte-level BPE of `vocab_size` entries (specials and the 256 bytes included).
+
+    Streams `texts` (word counts are all it keeps) and is deterministic: the same corpus gives
+    the same tokenizer.json.
+    """
+    tokenizer = new_bpe_tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_text_batches(texts), trainer=trainer)
+    return tokenizer
+
+
+def build_tokenizer(
+    tok_config: dict, inputs: Iterable[str | Path], output: str | Path, on_malformed: str = "error"
+) -> dict:
+    """Produce the suite's tokenizer.json at `output` from config['tokenizer']; returns a summary."""
+    source = tok_config["source"]
+    output = Path(output)
+    summary: dict = {"source": source}
+    if source == "train":
+        stats = ReadStats()
+        docs = iter_documents(inputs, on_malformed=on_malformed, stats=stats)
+        tokenizer = train_bpe((doc.text for doc in docs), tok_config["vocab_size"])
+        write_text(output, tokenizer.to_str(pretty=True))
+        summary.update(stats.as_dict())
+    elif source in ("file", "hub"):
+        if source == "file":
+            if "path" not in tok_config:
+                raise ValueError("tokenizer.path: required when tokenizer.source is 'file'")
+            src = Path(tok_config["path"])
+        else:
+            from huggingface_hub import hf_hub_download
+
+            src = Path(hf_hub_download(repo_id=tok_config["hub_repo"], filename="tokenizer.json"))
+            summary["hub_repo"] = tok_config["hub_repo"]
+        tokenizer = load_tokenizer(src)  # validate before publishing
+        with atomic_file(output, "wb") as out, open(src, "rb") as fh:
+            shutil.copyfileobj(fh, out)
+        summary["from"] = str(src)
+    else:
+        raise ValueError(f"tokenizer.source: unknown source {source!r}")
+    eod_id(tokenizer, str(output))
+    summary["vocab_size"] = tokenizer.get_vocab_size()
+    return summary
