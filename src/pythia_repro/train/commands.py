@@ -1,5 +1,102 @@
-"""CLI verbs of this stage (being written)."""
+"""Verbs of the training stage: `train` (one rank's worker), `launch` (N ranks), `plot-loss`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pythia_repro.config import load_suite
 
 
-def register(subparsers) -> None:
-    pass
+def _run_options(args: argparse.Namespace):
+    from pythia_repro.train.trainer import RunOptions
+
+    return RunOptions(threads=args.threads, peak_flops=args.peak_flops, attention=args.attention,
+                      deterministic=args.deterministic, tensorboard=not args.no_tensorboard)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pythia_repro.train.trainer import train_segment
+
+    suite = load_suite(args.config)
+    until = suite.train_iters if args.until_step is None else args.until_step
+    code = train_segment(suite, args.model, until, _run_options(args))
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return code
+
+
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    out = ["train", "--config", str(args.config), "--model", args.model]
+    if args.until_step is not None:
+        out += ["--until-step", str(args.until_step)]
+    for flag, value in (("--threads", args.threads), ("--peak-flops", args.peak_flops),
+                        ("--attention", args.attention)):
+        if value is not None:
+            out += [flag, str(value)]
+    if args.deterministic is not None:
+        out.append("--deterministic" if args.deterministic else "--no-deterministic")
+    if args.no_tensorboard:
+        out.append("--no-tensorboard")
+    return out
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from pythia_repro.train.distributed import choose_launcher, launch_command, run_launcher
+
+    suite = load_suite(args.config)
+    suite.model(args.model)  # fail here, not in N workers, on a wrong name
+    ranks = args.ranks or suite.training["ranks"]
+    launcher = choose_launcher(ranks) if args.launcher == "auto" else args.launcher
+    if launcher == "none":
+        if ranks != 1:
+            raise ValueError(f"--launcher none runs one rank in this process, but {ranks} ranks were asked for")
+        return _train(args)
+    command = launch_command(launcher, ranks, _worker_args(args))
+    print("[launch] " + " ".join(command), file=sys.stderr, flush=True)
+    return run_launcher(command)
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from pythia_repro.train.plot import plot_loss
+
+    print(plot_loss(load_suite(args.config), args.output))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="suite config (YAML)")
+    p.add_argument("--model", required=True, help="model name, e.g. pythia-70m-deduped")
+    p.add_argument("--until-step", type=int, help="train up to this step (a segment end); default: the end")
+    p.add_argument("--threads", type=int, help="CPU threads per rank (torch.set_num_threads)")
+    p.add_argument("--peak-flops", type=float, help="peak FLOP/s of one device for MFU (default: from GPU name)")
+    p.add_argument("--attention", choices=["sdpa", "flash_attention_2", "eager"],
+                   help="attention kernel (default: flash_attention_2 on CUDA when installed, else sdpa)")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                   help="deterministic algorithms (default: on for CPU, off for GPU)")
+    p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard event files")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train one model to a step as one rank (resumes from its last complete checkpoint)",
+        description="One rank of a training segment. Rank and rendezvous come from torchrun/DeepSpeed "
+                    "(RANK, WORLD_SIZE, ...) or srun (SLURM_PROCID, ...); without them, a single rank.")
+    _common(p)
+    p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # DeepSpeed launcher
+    p.set_defaults(handler=_train)
+
+    p = subparsers.add_parser(
+        "launch", help="run a training segment on N ranks: srun in SLURM, torchrun locally, or in-process",
+        description="Start `train` on training.ranks ranks: srun inside a SLURM allocation, torchrun "
+                    "on one machine, or in this process for one rank.")
+    _common(p)
+    p.add_argument("--ranks", type=int, help="data-parallel ranks (default: training.ranks)")
+    p.add_argument("--launcher", choices=["auto", "none", "torchrun", "slurm"], default="auto")
+    p.set_defaults(handler=_launch)
+
+    p = subparsers.add_parser("plot-loss", help="training loss and learning rate of every model of a suite")
+    p.add_argument("--config", required=True, help="suite config (YAML)")
+    p.add_argument("--output", required=True, help="figure path, e.g. results/mini/figures/loss.png")
+    p.set_defaults(handler=_plot)

@@ -1,0 +1,102 @@
+"""GPT-NeoX v1.0's learning-rate schedule (`megatron/learning_rates.py: AnnealingLR`), exactly.
+
+With E = total iterations (`lr_decay_iters`, else `train_iters`), W = warmup fraction x E (a
+float, as GPT-NeoX computes it) and n the scheduler's iteration count:
+
+    warmup (W > 0 and n <= W):  lr = lr0 * min(n, E - W) / W
+    cosine otherwise:           lr = max(lr0 / 2 * (cos(pi * (min(n, E - W) - W) / E) + 1), min_lr)
+
+Two quirks are Pythia's and kept on purpose: the cosine runs over E, not E - W, so it never
+reaches zero on its own (min_lr floors it, near step 115k of 143k for Pythia), and the warmup
+value is not floored. GPT-NeoX builds the scheduler at n = 0 and DeepSpeed steps it after every
+applied optimizer step (not after an fp16 overflow skip), so update t (0-based) uses lr(t): the
+very first update runs at lr 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+DECAY_STYLES = ("cosine", "linear", "exponential", "constant")
+
+
+def annealing_lr(
+    n: int,
+    lr: float,
+    min_lr: float,
+    warmup_iters: float,
+    total_iters: int,
+    decay_style: str = "cosine",
+) -> float:
+    """The learning rate GPT-NeoX's AnnealingLR sets after its iteration count became `n`."""
+    if total_iters <= 0:
+        raise ValueError(f"total_iters must be positive, got {total_iters}")
+    capped = min(n, total_iters - warmup_iters)
+    if warmup_iters > 0 and n <= warmup_iters:
+        return float(lr) * capped / warmup_iters
+    decayed = capped - warmup_iters
+    if decay_style == "cosine":
+        value = lr / 2.0 * (math.cos(math.pi * decayed / total_iters) + 1)
+    elif decay_style == "linear":
+        value = lr * (total_iters - decayed) / total_iters
+    elif decay_style == "exponential":
+        value = lr * math.exp(-0.693 * decayed / total_iters)
+    elif decay_style == "constant":
+        value = lr
+    else:
+        raise ValueError(f"unknown decay style {decay_style!r}; choose one of {DECAY_STYLES}")
+    return max(value, min_lr)
+
+
+class AnnealingLR:
+    """Sets every param group's lr from `annealing_lr`; DeepSpeed steps it and checkpoints its state.
+
+    Deliberately not callable: DeepSpeed treats a callable `lr_scheduler` as a factory.
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        lr: float,
+        min_lr: float,
+        warmup_iters: float,
+        total_iters: int,
+        decay_style: str = "cosine",
+        last_iter: int = 0,
+    ) -> None:
+        self.optimizer = optimizer
+        self.lr, self.min_lr = lr, min_lr
+        self.warmup_iters, self.total_iters, self.decay_style = warmup_iters, total_iters, decay_style
+        self.num_iters = last_iter
+        self.step(last_iter)
+
+    def get_lr(self) -> float:
+        return annealing_lr(self.num_iters, self.lr, self.min_lr, self.warmup_iters, self.total_iters,
+                            self.decay_style)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step(self, step_num: int | None = None, **_: object) -> None:
+        self.num_iters = self.num_iters + 1 if step_num is None else step_num
+        lr = self.get_lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return {"start_lr": self.lr, "min_lr": self.min_lr, "warmup_iter": self.warmup_iters,
+                "end_iter": self.total_iters, "decay_style": self.decay_style, "num_iters": self.num_iters}
+
+    def load_state_dict(self, state: dict) -> None:
+        # GPT-NeoX's default (use_checkpoint_lr_scheduler): the checkpoint's schedule wins.
+        self.lr, self.min_lr = state["start_lr"], state["min_lr"]
+        self.warmup_iters, self.total_iters = state["warmup_iter"], state["end_iter"]
+        self.decay_style = state["decay_style"]
+        self.step(state["num_iters"])
+
+
+def schedule_for(training: dict, shape: dict) -> dict:
+    """AnnealingLR's arguments for a suite's `training` section and a model `shape`."""
+    total = max(1, training["train_iters"])
+    return dict(lr=shape["lr"], min_lr=shape["min_lr"], warmup_iters=training["warmup_fraction"] * total,
+                total_iters=total, decay_style="cosine")

@@ -1,0 +1,338 @@
+"""Train one model of a suite up to a step: one segment of its run, resumable at any point.
+
+    train_segment(suite, "pythia-70m", until_step=5000)
+
+resumes from the model's latest complete checkpoint (an intervention's first segment starts from
+its base model's checkpoint at the branch step), trains step by step on GPT-NeoX's data order,
+checkpoints on the suite's schedule and at `until_step`, and finally writes the segment marker
+`{model_dir}/segments/end{until_step}.json`. SIGTERM/SIGUSR1 (SLURM's warning before the time
+limit) make it checkpoint at the current step and exit with PREEMPTED, so the rerun continues.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pythia_repro.atomic import write_json
+from pythia_repro.config import Suite
+from pythia_repro.train import checkpoint
+from pythia_repro.train.batches import RankBatches, accumulation_steps
+from pythia_repro.train.distributed import DistEnv, detect, init_process_group
+from pythia_repro.train.metrics import MetricsLog, ProgressLine, peak_flops
+from pythia_repro.train.optim import build_optimizer
+from pythia_repro.train.schedule import AnnealingLR, schedule_for
+
+PREEMPTED = 75  # EX_TEMPFAIL: stopped early on a signal, with a checkpoint; rerun to continue
+# Test hook: "STEP:SIGNAL" makes the trainer send itself SIGNAL right after finishing STEP.
+DEBUG_SIGNAL_ENV = "PYTHIA_REPRO_DEBUG_SIGNAL"
+
+
+@dataclass
+class RunOptions:
+    threads: int | None = None  # CPU threads per rank (torch.set_num_threads)
+    peak_flops: float | None = None  # per device, for MFU; looked up from the GPU name when None
+    attention: str | None = None  # sdpa | flash_attention_2 | eager; auto when None
+    deterministic: bool | None = None  # torch deterministic algorithms; on by default on CPU
+    tensorboard: bool = True
+
+
+def segment_marker(suite: Suite, model: str, end: int) -> Path:
+    return suite.model_dir(model) / "segments" / f"end{end}.json"
+
+
+def vocab_size(suite: Suite, shape: dict) -> int:
+    from tokenizers import Tokenizer
+
+    from pythia_repro.models.sizes import padded_vocab_size
+
+    tokenizer = Tokenizer.from_file(str(suite.tokenizer_path))
+    return padded_vocab_size(tokenizer.get_vocab_size(with_added_tokens=True), shape["model_parallel"])
+
+
+def attention_implementation(device: torch.device, precision: str, requested: str | None) -> str:
+    if requested:
+        return requested
+    if device.type == "cuda" and precision != "fp32" and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def deepspeed_config(training: dict, world_size: int, num_params: int, device: torch.device) -> dict:
+    """DeepSpeed's JSON config: batch geometry, clipping, ZeRO and precision from the suite."""
+    global_batch = training["global_batch_size"]
+    micro = training.get("micro_batch_size") or global_batch // world_size
+    bucket = int(min(5e8, max(num_params, 1)))  # GPT-NeoX's 5e8, capped: no 2 GB buffer for a tiny model
+    config = {
+        "train_batch_size": global_batch,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accumulation_steps(global_batch, micro, world_size),
+        "gradient_clipping": training["grad_clip"],
+        "zero_optimization": {
+            "stage": training["zero_stage"],
+            "allgather_partitions": True,
+            "allgather_bucket_size": bucket,
+            "reduce_scatter": True,
+            "reduce_bucket_size": bucket,
+            "overlap_comm": device.type == "cuda",
+            "contiguous_gradients": True,
+        },
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": training["precision"] == "bf16"},
+        # Pythia's dynamic loss scaling (models/*.yml).
+        "fp16": {"enabled": training["precision"] == "fp16", "loss_scale": 0, "loss_scale_window": 1000,
+                 "initial_scale_power": 12, "hysteresis": 2, "min_loss_scale": 1},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    return config
+
+
+class _StopFlag:
+    """Remembers a SIGTERM/SIGUSR1 so the loop can checkpoint at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.signum = signum
+        print(f"[train] received {signal.Signals(signum).name}: checkpointing after this step",
+              file=sys.stderr, flush=True)
+
+    def agreed(self, dist_env: DistEnv, device: torch.device) -> bool:
+        """Whether any rank was signalled (ranks may get the signal a step apart)."""
+        if dist_env.world_size == 1:
+            return self.signum is not None
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if self.signum is not None else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def _debug_signal() -> tuple[int, int] | None:
+    spec = os.environ.get(DEBUG_SIGNAL_ENV)
+    if not spec:
+        return None
+    step, name = spec.split(":")
+    return int(step), int(getattr(signal, f"SIG{name.upper()}"))
+
+
+def _setup_device(dist_env: DistEnv, options: RunOptions) -> torch.device:
+    if torch.cuda.is_available():
+        torch.cuda.set_device(dist_env.local_rank)
+        device = torch.device("cuda", dist_env.local_rank)
+    else:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        device = torch.device("cpu")
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    deterministic = options.deterministic if options.deterministic is not None else device.type == "cpu"
+    if deterministic:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        # Deterministic mode would also fill every torch.empty with NaNs, including DeepSpeed's
+        # gradient buckets: seconds per step for nothing, as they are written before being read.
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    return device
+
+
+def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOptions | None = None) -> int:
+    """Train `model_name` to `until_step`; 0 when the segment is done, PREEMPTED when stopped early."""
+    options = options or RunOptions()
+    spec = suite.model(model_name)
+    training = suite.training
+    if not 0 <= until_step <= suite.train_iters:
+        raise ValueError(f"--until-step {until_step} is outside 0..{suite.train_iters} (training.train_iters)")
+    if spec.branch_step is not None and until_step <= spec.branch_step:
+        raise ValueError(f"{model_name} branches from {spec.base} at step {spec.branch_step}; "
+                         f"--until-step must be later")
+    model_dir = suite.model_dir(model_name)
+    save_dir = model_dir / "checkpoints"
+    schedule = set(suite.model_checkpoint_steps(model_name))
+
+    dist_env = detect()
+    device = _setup_device(dist_env, options)
+    import deepspeed
+    import torch.distributed as dist
+    from deepspeed.utils import logger as ds_logger
+
+    ds_logger.setLevel(logging.WARNING)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    init_process_group(dist_env, backend)
+    deepspeed.init_distributed(dist_backend=backend)
+    rank, world = dist_env.rank, dist_env.world_size
+
+    # Where to start: our own latest complete checkpoint, else the base model's branch
+    # checkpoint (interventions), else a fresh initialisation at step 0.
+    if rank == 0:
+        removed = checkpoint.remove_incomplete(save_dir)
+        if removed:
+            print(f"[train {model_name}] removed incomplete checkpoints {removed}", file=sys.stderr, flush=True)
+    dist.barrier()
+    resume = checkpoint.latest_complete(save_dir)
+    source = None
+    if resume is not None:
+        source = (save_dir, resume)
+    elif spec.is_intervention:
+        base_dir = suite.model_dir(spec.base) / "checkpoints"
+        if checkpoint.read_manifest(base_dir / checkpoint.tag(spec.branch_step)) is None:
+            raise FileNotFoundError(f"{base_dir / checkpoint.tag(spec.branch_step)}: {model_name} branches "
+                                    f"from this checkpoint of {spec.base}, which is missing or incomplete")
+        source = (base_dir, spec.branch_step)
+    start = source[1] if source else 0
+    if start >= until_step:
+        if rank == 0:
+            _write_marker(suite, model_name, until_step, start, None)
+        dist.barrier()
+        return 0
+
+    torch.manual_seed(spec.seed)
+    from pythia_repro.models.build import build_model, flops_per_token
+
+    vocab = vocab_size(suite, spec.shape)
+    attention = attention_implementation(device, training["precision"], options.attention)
+    model = build_model(spec.arch, spec.shape, vocab, suite.seq_length, spec.seed, attention)
+    model.config.use_cache = False
+    if training.get("activation_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    flops_token = flops_per_token(model, spec.shape, suite.seq_length)
+    num_params = sum(p.numel() for p in model.parameters())
+
+    lr_args = schedule_for(training, spec.shape)
+    ds_config = deepspeed_config(training, world, num_params, device)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=build_optimizer(model, training, device),
+        lr_scheduler=lambda opt: AnnealingLR(opt, **lr_args),
+        config=ds_config,
+        dist_init_required=False,
+    )
+    engine.train()
+    if source is not None:
+        client = checkpoint.load(engine, source[0], source[1], rank)
+        if client.get("step", source[1]) != source[1]:
+            raise ValueError(f"{source[0]}/{checkpoint.tag(source[1])}: client state says step {client.get('step')}")
+        origin = "resumed" if source[0] == save_dir else f"branched from {spec.base}"
+        if rank == 0:
+            print(f"[train {model_name}] {origin} at step {start}", file=sys.stderr, flush=True)
+
+    from pythia_repro.data.batch import TrainingOrder
+
+    order = TrainingOrder(suite.data_prefix(spec.data), suite.train_iters, suite.global_batch_size,
+                          suite.seq_length, spec.seed, num_samples=suite.num_samples)
+    substitution = None
+    if spec.substitution:
+        from pythia_repro.train.substitution import Substitution, substitution_map
+
+        table = substitution_map(spec.substitution, suite.tokenizer_path)
+        substitution = Substitution(table, vocab)
+        if rank == 0:
+            print(f"[train {model_name}] substitution {spec.substitution}: {len(table)} token pairs",
+                  file=sys.stderr, flush=True)
+    batches = RankBatches(order, suite.global_batch_size, ds_config["train_micro_batch_size_per_gpu"], rank,
+                          world, device, substitution)
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    peak = peak_flops(device_name, options.peak_flops)
+    hf_config = json.loads(model.config.to_json_string())
+    manifest_base = {
+        "model": model_name, "suite": suite.name, "arch": spec.arch, "size": spec.size, "shape": spec.shape,
+        "vocab_size": vocab, "seq_length": suite.seq_length, "hf_config": hf_config,
+        "tokenizer": str(suite.tokenizer_path), "zero_stage": training["zero_stage"],
+        "precision": training["precision"], "world_size": world, "global_batch_size": suite.global_batch_size,
+        "data": spec.data, "data_prefix": str(suite.data_prefix(spec.data)), "seed": spec.seed,
+        "base": spec.base, "branch_step": spec.branch_step, "substitution": spec.substitution,
+        "train_iters": suite.train_iters, "lr_schedule": lr_args,
+    }
+
+    def save(step: int, last_loss: float | None, reason: str) -> None:
+        scheduled = step in schedule
+        manifest = {**manifest_base, "step": step, "samples_consumed": step * suite.global_batch_size,
+                    "scheduled": scheduled, "reason": reason, "loss": last_loss, "saved_at": time.time()}
+        client_state = {"step": step, "samples_consumed": step * suite.global_batch_size, "model": model_name}
+        checkpoint.save(engine, save_dir, step, manifest, client_state, rank)
+        if rank == 0:
+            checkpoint.remove_stale_unscheduled(save_dir, step)
+            print(f"[train {model_name}] checkpoint step{step} ({reason})", file=sys.stderr, flush=True)
+
+    metrics = MetricsLog(model_dir, start, options.tensorboard) if rank == 0 else None
+    if source is None and 0 in schedule:
+        save(0, None, "schedule")
+    stop = _StopFlag()
+    debug = _debug_signal()
+    progress = ProgressLine(model_name, start, until_step, training["log_every"]) if rank == 0 else None
+    tokens_per_step = suite.global_batch_size * suite.seq_length
+    step, loss_value, saved = start, None, True
+    try:
+        while step < until_step:
+            t0 = time.perf_counter()
+            lr = engine.get_lr()[0]  # the rate this update uses: DeepSpeed steps the schedule after it
+            losses = []
+            for inputs, labels in batches.micro_batches(step):
+                logits = engine(input_ids=inputs).logits
+                loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                                         labels.reshape(-1))
+                engine.backward(loss)
+                engine.step()
+                losses.append(loss.detach())
+            loss_sum = torch.stack(losses).mean()
+            if world > 1:
+                dist.all_reduce(loss_sum)
+            loss_value = loss_sum.item() / world
+            step += 1
+            elapsed = time.perf_counter() - t0
+            grad_norm = engine.get_global_grad_norm()
+            tokens_per_s = tokens_per_step / elapsed
+            record = {
+                "step": step, "loss": loss_value, "lr": lr,
+                "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+                "tokens_per_s": tokens_per_s,
+                "mfu": tokens_per_s * flops_token / (world * peak) if peak else None,
+                "samples": step * suite.global_batch_size, "step_time_s": elapsed,
+            }
+            if training["precision"] == "fp16":
+                record["loss_scale"] = float(engine.optimizer.cur_scale)
+            if metrics is not None:
+                metrics.write(record)
+                progress.update(record)
+            saved = False
+            if debug and debug[0] == step:
+                os.kill(os.getpid(), debug[1])
+            if step in schedule or step == until_step:
+                save(step, loss_value, "schedule" if step in schedule else "segment end")
+                saved = True
+            if step < until_step and stop.agreed(dist_env, device):
+                if not saved:
+                    save(step, loss_value, f"signal {signal.Signals(stop.signum or signal.SIGTERM).name}")
+                if rank == 0:
+                    print(f"[train {model_name}] stopped at step {step} on a signal; rerun to continue",
+                          file=sys.stderr, flush=True)
+                return PREEMPTED
+    finally:
+        if metrics is not None:
+            metrics.close()
+    if rank == 0:
+        _write_marker(suite, model_name, until_step, step, loss_value)
+    dist.barrier()
+    return 0
+
+
+def _write_marker(suite: Suite, model: str, until: int, step: int, loss: float | None) -> None:
+    """The segment's Snakemake output, written once its last checkpoint is complete."""
+    write_json(segment_marker(suite, model, until), {
+        "model": model, "until_step": until, "last_checkpoint_step": step, "loss": loss,
+        "checkpoints": str(suite.model_dir(model) / "checkpoints"), "complete": True, "finished_at": time.time(),
+    })
