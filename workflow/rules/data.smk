@@ -1,18 +1,24 @@
 # Data stage: corpus -> tokenizer -> (near-dedup) -> token files -> GPT-NeoX data order.
 # Outputs under {ROOT}/data/; one job per corpus shard where the work is per shard.
 
+from pythia_repro.config import ConfigError
+
 DATA = f"{ROOT}/data"
 
 
 def corpus_shards():
     """Train shards in order: the user's Pile files, or the synthetic mini-Pile's."""
-    if SUITE.config["corpus"]["source"] == "files":
-        return list(SUITE.config["corpus"]["files"])
-    n = SUITE.config["corpus"]["synthetic"]["num_shards"]
-    return [f"{DATA}/corpus/train_{i:02d}.jsonl.zst" for i in range(n)]
+    corpus = SUITE.config["corpus"]
+    key = "files" if corpus["source"] == "files" else "synthetic"
+    if not corpus.get(key):
+        raise ConfigError(f"{SUITE.source}: corpus.{key}: required when corpus.source is {corpus['source']}")
+    if key == "files":
+        return list(corpus["files"])
+    return [f"{DATA}/corpus/train_{i:02d}.jsonl.zst" for i in range(corpus["synthetic"]["num_shards"])]
 
 
 SHARD_IDS = [f"{i:02d}" for i in range(len(corpus_shards()))]
+ON_MALFORMED = SUITE.config["corpus"]["on_malformed"]  # the verbs given --config read it themselves
 
 
 def variant_shard(wildcards):
@@ -45,21 +51,33 @@ rule synth_corpus:
     output:
         shards=[f"{DATA}/corpus/train_{i}.jsonl.zst" for i in SHARD_IDS],
         heldout=f"{DATA}/corpus/heldout.jsonl",
+        manifest=f"{DATA}/corpus/manifest.json",
     log:
         f"{ROOT}/logs/data/synth_corpus.log",
     shell:
         "{CLI} synth-corpus --config {SUITE_CONFIG} --out-dir {DATA}/corpus 2> {log}"
 
 
+def given_tokenizer():
+    """tokenizer.source file: the user's tokenizer.json, so replacing it retokenizes."""
+    tok = SUITE.config["tokenizer"]
+    if tok["source"] != "file":
+        return []
+    if "path" not in tok:
+        raise ConfigError(f"{SUITE.source}: tokenizer.path: required when tokenizer.source is file")
+    return [tok["path"]]
+
+
 rule tokenizer:
     input:
-        corpus_shards(),
+        corpus=corpus_shards(),
+        given=given_tokenizer(),
     output:
         f"{DATA}/tokenizer/tokenizer.json",
     log:
         f"{ROOT}/logs/data/tokenizer.log",
     shell:
-        "{CLI} tokenizer --config {SUITE_CONFIG} --input {input} --output {output} 2> {log}"
+        "{CLI} tokenizer --config {SUITE_CONFIG} --input {input.corpus} --output {output} 2> {log}"
 
 
 rule dedup_signatures:
@@ -111,7 +129,8 @@ rule tokenize_shard:
     threads: 2
     shell:
         "{CLI} tokenize --input {input.shard} --tokenizer {input.tokenizer}"
-        " --output-prefix {DATA}/{wildcards.variant}/tokens/{wildcards.shard} --workers {threads} 2> {log}"
+        " --output-prefix {DATA}/{wildcards.variant}/tokens/{wildcards.shard} --workers {threads}"
+        " --on-malformed {ON_MALFORMED} 2> {log}"
 
 
 rule merge_tokens:

@@ -49,13 +49,55 @@ class ReadStats:
         }
 
 
+class _ZstdReader(io.RawIOBase):
+    """Decompresses a .zst stream frame after frame, and fails on a stream that ends inside a frame.
+
+    zstandard's own `stream_reader` returns a truncated file's partial data without complaint,
+    which would silently drop the documents of a half-copied shard.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._frame = None  # decompressobj of the current frame
+        self._buf, self._pos = b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while self._pos == len(self._buf):
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._frame is not None and not self._frame.eof:
+                    raise zstandard.ZstdError("truncated file: it ends inside a zstd frame")
+                return 0
+            self._decompress(chunk)
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _decompress(self, data: bytes) -> None:
+        out = []
+        while data:
+            if self._frame is None or self._frame.eof:  # a file may hold several frames
+                self._frame = self._dctx.decompressobj()
+            out.append(self._frame.decompress(data))
+            data = self._frame.unused_data if self._frame.eof else b""
+        self._buf, self._pos = b"".join(out), 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_text(path: str | Path) -> IO[str]:
     """Open a possibly compressed text file by its extension, streaming."""
     path = Path(path)
     if path.suffix == ".zst":
         raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapper
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.TextIOWrapper(reader, encoding="utf-8")
+        return io.TextIOWrapper(io.BufferedReader(_ZstdReader(raw)), encoding="utf-8")
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")  # noqa: SIM115
