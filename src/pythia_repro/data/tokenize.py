@@ -6,10 +6,10 @@ one item of its token ids followed by `<|endoftext|>`. An empty document becomes
 corpus's) and is counted.
 
 Speed: the BPE runs in `tokenizers`' Rust thread pool (`encode_batch_fast`, the GIL released)
-on one batch while this thread parses the next batch and writes the previous one, so all cores
-stay on BPE. That beats GPT-NeoX's per-document multiprocessing pool, whose pickling of every
-document's ids and single collector process cost more than the encoding they parallelize
-(bench/results/tokenize.md). Memory is bounded by a few batches, never the corpus.
+on a few batches while this thread parses the next batch and writes the oldest, so all cores
+stay on BPE. Against GPT-NeoX's pool of processes encoding one document at a time, this drops
+the offsets `encode` computes and nobody uses, and the pickling of every document's text and
+ids between processes (bench/results/tokenize.md). Memory is bounded by a few batches.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from pythia_repro.data.indexed import IndexedDataset, IndexedDatasetBuilder, bes
 from pythia_repro.data.tokenizer import eod_id, load_tokenizer
 from pythia_repro.progress import Progress
 
-BATCH_CHARS = 4 << 20  # text per encode call: large enough to keep every core busy
-BATCH_DOCS = 4096
-IN_FLIGHT = 2  # batches submitted to the encoder ahead of the writer
+BATCH_CHARS = 1 << 20  # text per encode call; several calls share the cores (IN_FLIGHT)
+BATCH_DOCS = 1024
+# Batches encoding at once, all in tokenizers' one thread pool: a batch held up by one very long
+# document (a book) leaves the other cores to the next batches instead of idling.
+IN_FLIGHT = 3
 
 
 def default_workers() -> int:
@@ -38,9 +40,10 @@ def default_workers() -> int:
 
 
 def set_workers(workers: int) -> None:
-    """Size tokenizers' thread pool. Takes effect only before this process's first parallel encode."""
+    """Size tokenizers' thread pool, which runs all BPE (one thread: one core, however many
+    batches are in flight). Takes effect only before this process's first parallel encode."""
     os.environ["RAYON_NUM_THREADS"] = str(workers)
-    os.environ["TOKENIZERS_PARALLELISM"] = "true" if workers > 1 else "false"
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
 
 
 def _batches(texts: Iterable[str]) -> Iterator[list[str]]:
@@ -81,19 +84,19 @@ def tokenize_files(
         for encoding in encodings:
             ids = encoding.ids
             ids.append(eod)
-            builder.add_document(np.array(ids, dtype=dtype))
+            builder.add_document(np.fromiter(ids, dtype, len(ids)))
             tokens += len(ids)
         progress.update(len(encodings))
 
     with (
         IndexedDatasetBuilder(output_prefix + ".bin", dtype) as builder,
-        ThreadPoolExecutor(1) as encoder,
+        ThreadPoolExecutor(IN_FLIGHT) as encoder,
         Progress("tokenize", unit="docs", interval=progress_interval) as progress,
     ):
         pending: deque = deque()
         for batch in _batches(doc.text for doc in docs):
             pending.append(encoder.submit(tokenizer.encode_batch_fast, batch))
-            if len(pending) > IN_FLIGHT:
+            if len(pending) >= IN_FLIGHT:
                 write(pending.popleft().result())
         while pending:
             write(pending.popleft().result())
