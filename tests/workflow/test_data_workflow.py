@@ -72,6 +72,7 @@ def test_default_config_dry_run(tmp_path):
         assert "pile_text_document_train_0_indexmap_4117ns_128sl_1234s_shuffle_idx.npy" in out
         assert f"{variant}/pile_text_document.bin" in out
     assert "synth-corpus --config" in out and "dedup-clusters --config" in out
+    assert "--on-malformed error" in out  # corpus.on_malformed reaches the verbs without --config
     assert suite.num_samples == 4117
 
 

@@ -4,14 +4,15 @@ It stands in for the Pile in the default config, so every stage and case study r
 and shows real effects on tiny models. Ten domains named after Pile sets, each with its own
 templates and vocabulary, plus what the analyses measure, recorded in `manifest.json`:
 
-- exact and near duplicates (a few words changed, Jaccard on 5-word shingles >= 0.9): the pairs;
+- exact and near duplicates (a word per 250 changed, Jaccard on 5-word shingles >= 0.92): the pairs;
 - arithmetic statements (`Q:What is 12 plus 7? A:19`) and other small numbers drawn from one
   Zipf distribution over 0..99 (ranked by a seeded permutation, so frequency is not magnitude):
   the weights and the counts in the written text;
 - occupation/pronoun sentences over WinoBias's 40 occupations with a known share of "she": the
   planned share and the realised counts;
 - narrative documents (LAMBADA-style) whose last word is fixed by their context: an object or
-  name met earlier, or the end of an idiom. The held-out file is made of these only;
+  name met earlier, or the end of an idiom. The held-out file is made of these only (of at
+  most HELDOUT_MAX_WORDS words, so a small model's context holds the cue);
 - a few empty documents, which every stage must count and survive.
 
 Same spec -> byte-identical files: one `random.Random(seed)`, no set or hash ordering.
@@ -54,6 +55,7 @@ NEAR_DUP_MIN_WORDS = 150  # one changed word costs up to 5 shingles: 150 words k
 NEAR_DUP_WORDS_PER_EDIT = 250
 MIN_SENTENCES = 3  # a one-sentence document would near-duplicate its template by chance
 MIN_WORDS, MAX_WORDS = 20, 350  # document length, log-uniform
+HELDOUT_MAX_WORDS = 80  # held-out stories fit a 128-token context, so the target's cue is in view
 EMPTY_DOC_EVERY = 800  # one empty document per this many train documents (at least one)
 
 # WinoBias's occupations with the planned share of "she" (roughly the US labour statistics
@@ -259,6 +261,7 @@ STORY_ENDINGS = [
 
 _SLOT = re.compile(r"\{([A-Za-z][A-Za-z0-9_]*)\}")
 _NUMBER = re.compile(r"\d+")
+_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -367,15 +370,15 @@ class _Generator:
         return self.fill(template, occ=occ, occ2=occ2, **PRONOUNS[gender])
 
     # ----- documents -----------------------------------------------------------------------
-    def length(self) -> int:
-        return round(math.exp(self.rng.uniform(math.log(MIN_WORDS), math.log(MAX_WORDS))))
+    def length(self, max_words: int) -> int:
+        return round(math.exp(self.rng.uniform(math.log(MIN_WORDS), math.log(max_words))))
 
     def domain(self) -> str:
         return self.rng.choices(self.domains, cum_weights=self._domain_cum)[0]
 
-    def document(self, domain: str) -> _Doc:
+    def document(self, domain: str, max_words: int = MAX_WORDS) -> _Doc:
         stats: Counter = Counter()
-        words = self.length()
+        words = self.length(max_words)
         if domain == NARRATIVE:
             return self.story(words, stats)
         if domain == "DM Mathematics":
@@ -457,12 +460,12 @@ class _Generator:
         return _Doc(NARRATIVE, self._paragraphs(sentences), stats, ending=kind)
 
     def near_copy(self, text: str) -> str | None:
-        """`text` with a few plain words replaced, keeping Jaccard >= 0.9; None if it cannot."""
+        """`text` with a few plain words replaced, Jaccard >= NEAR_DUP_MIN_JACCARD; None if it cannot."""
         words = text.split(" ")
         # Only plain lowercase words, none of "the <occupation> ... <pronoun>" and none next to a
         # number ("12 plus 7 is 19"), so the copy keeps the source's planted statistics.
         protected = {"the", "she", "he", "her", "his", "him"} | {w for o in OCCUPATIONS for w in o.split()}
-        numeric = [any(c.isdigit() for c in w) for w in words] + [False]  # [-1] is the sentinel
+        numeric = [_DIGIT.search(w) is not None for w in words] + [False]  # [-1] is the sentinel
         editable = [
             i for i, w in enumerate(words)
             if w.isalpha() and w.islower() and w not in protected and not numeric[i - 1] and not numeric[i + 1]
@@ -511,15 +514,17 @@ def generate(spec: SyntheticSpec) -> SyntheticCorpus:
     # Each original is copied at most once, so every duplicate cluster is one pair.
     sources = [i for i in range(n) if i not in taken]
     g.rng.shuffle(sources)
+    no_near_copy = {i for i in sources if len(docs[i].text.split()) < NEAR_DUP_MIN_WORDS}
     exact_pairs, near_pairs = [], []
     for slot, near in sorted([(s, False) for s in exact_slots] + [(s, True) for s in near_slots]):
         for src in sources:
             source = docs[src]
-            if near and len(source.text.split()) < NEAR_DUP_MIN_WORDS:
+            if near and src in no_near_copy:
                 continue
             text = g.near_copy(source.text) if near else source.text
             if text is not None:
                 break
+            no_near_copy.add(src)
         else:
             raise ValueError(
                 f"corpus.synthetic: too few documents of {NEAR_DUP_MIN_WORDS}+ words to copy; "
@@ -535,7 +540,7 @@ def generate(spec: SyntheticSpec) -> SyntheticCorpus:
     train_texts = {d.text for d in docs}
     heldout: list[_Doc] = []
     while len(heldout) < spec.heldout_docs:
-        doc = g.document(NARRATIVE)
+        doc = g.document(NARRATIVE, HELDOUT_MAX_WORDS)
         if doc.text not in train_texts:
             heldout.append(doc)
             train_texts.add(doc.text)
@@ -583,6 +588,7 @@ def _manifest(spec, g, docs, heldout, exact_pairs, near_pairs, empty_slots) -> d
             "rank_order": g.rank_order,
             "weights": {str(n): round(g.weights[n], 6) for n in range(100)},
             "operand_counts": {str(n): stats[("x1", n)] for n in range(100)},
+            "operand_counts_definition": "arithmetic statements whose first operand is n, train text",
             "counts": {str(n): numbers[n] for n in range(100)},
             "counts_definition": "maximal digit runs of value 0..99 without leading zero, train text",
         },
@@ -595,6 +601,7 @@ def _manifest(spec, g, docs, heldout, exact_pairs, near_pairs, empty_slots) -> d
             "file": "heldout.jsonl",
             "documents": len(heldout),
             "domain": NARRATIVE,
+            "max_words": HELDOUT_MAX_WORDS,  # plus at most one sentence
             "last_word": "the target; an object or name met earlier in the text, or an idiom's end",
             "endings": dict(sorted(Counter(d.ending for d in heldout).items())),
         },
