@@ -18,7 +18,7 @@ setup: .venv/.installed
 	touch $@
 
 run: setup
-	.venv/bin/snakemake --profile profiles/default --configfile $(CONFIG) --cores $(CORES)
+	.venv/bin/snakemake --profile profiles/local --configfile $(CONFIG) --cores $(CORES)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -19,7 +19,8 @@ import math
 import torch
 from transformers import AutoModelForCausalLM, CohereConfig, GPTNeoXConfig, LlamaConfig, PretrainedConfig
 
-ARCHS = ("gpt-neox", "llama", "palm")
+from pythia_repro.models.sizes import ARCHS
+
 EOD_ID = 0  # <|endoftext|> in the GPT-NeoX-20B tokenizer and in the BPEs we train
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from pythia_repro.models.build import ARCHS, count_parameters, flops_per_token, meta_model
-from pythia_repro.models.sizes import NEOX_TOKENIZER_SIZE, SIZES, padded_vocab_size
+from pythia_repro.models.sizes import ARCHS, NEOX_TOKENIZER_SIZE, SIZES, padded_vocab_size
 
 
 def model_info(size: str, arch: str = "gpt-neox", tokenizer_size: int = NEOX_TOKENIZER_SIZE,
                seq_length: int = 2048) -> dict:
     """Parameter count and `transformers` config of a built-in size, without allocating it."""
+    # Imported here: torch + transformers take seconds, which every other verb would pay at start-up.
+    from pythia_repro.models.build import count_parameters, flops_per_token, meta_model
+
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
     shape = SIZES[size]

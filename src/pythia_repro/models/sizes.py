@@ -7,6 +7,8 @@ may add its own sizes under `sizes:` with the same fields.
 
 from __future__ import annotations
 
+ARCHS = ("gpt-neox", "llama", "palm")  # block designs a size can be built with (models/build.py)
+
 # init: "small" = GPT-NeoX small_init + wang_init on output layers (70m..2.8b);
 #       "normal" = normal(0.02) + scaled_normal on output layers (6.9b, 12b).
 # model_parallel only matters for vocabulary padding (multiple of 128 x mp), as in GPT-NeoX.

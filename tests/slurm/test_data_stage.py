@@ -1,0 +1,89 @@
+"""The data stage of the tiny suite through `snakemake --profile <slurm profile>`: every job a SLURM job."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+# The real workflow, plus one target rule for the whole data stage (data_targets() of data.smk).
+WRAPPER = f"""\
+include: "{REPO / "Snakefile"}"
+
+
+rule data_stage:
+    input:
+        data_targets(),
+"""
+
+# Jobs of the tiny config (2 shards, standard + deduped, one seed): rule -> count.
+EXPECTED_JOBS = {
+    "synth_corpus": 1,
+    "tokenizer": 1,
+    "dedup_signatures": 2,
+    "dedup_clusters": 1,
+    "dedup_apply": 2,
+    "tokenize_shard": 4,
+    "merge_tokens": 2,
+    "order": 2,
+}
+
+
+def test_data_stage_runs_as_slurm_jobs(slurm_cluster, slurm_profile, tmp_path):
+    assert TINY.is_file(), f"{TINY} missing"
+    (tmp_path / "Snakefile").write_text(WRAPPER)
+    env = slurm_cluster.env()
+    # the jobs call `pythia-repro`: the venv's bin first on PATH (it travels into the jobs with --export=ALL)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    results = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(tmp_path / "Snakefile"),
+        "--configfile",
+        str(TINY),
+        "--config",
+        f"results_dir={results}",
+        "--profile",
+        str(slurm_profile),
+        "--executor",
+        "slurm",
+        "--jobs",
+        "4",
+        "data_stage",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1400)
+    logs = "\n".join(
+        f"==> {p} <==\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(results.rglob("logs/**/*.log"))
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}\n{logs}"
+
+    # every job of the stage went through sbatch: slurmctld's records (COMPLETED, the plugin's
+    # rule_<name> comment, our work dir) and the plugin's per-job SLURM logs
+    by_rule = slurm_cluster.snakemake_jobs(tmp_path)
+    assert {rule: len(recs) for rule, recs in by_rule.items()} == EXPECTED_JOBS, slurm_cluster.jobs()
+    plugin_logs = {p.stem for p in (tmp_path / ".snakemake" / "slurm_logs").rglob("*.log")}
+    for rule, recs in by_rule.items():
+        for rec in recs:
+            assert rec["JobState"] == "COMPLETED" and rec["ExitCode"] == "0:0", rec
+            assert rec["JobId"] in plugin_logs, f"{rule}: no plugin log for SLURM job {rec['JobId']}"
+    # ...and ran there through the plugin's jobstep executor, on the cluster's node
+    for log in (tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"):
+        text = log.read_text(errors="replace")
+        assert "--executor slurm-jobstep" in text and f"Host: {slurm_cluster.hostname}" in text, log
+    assert re.search(r"submitted with SLURM jobid \d+", proc.stdout + proc.stderr)
+
+    # the stage's outputs are there: data order per variant, dedup report
+    for variant in ("standard", "deduped"):
+        assert len(list((results / "tiny" / "data" / variant).glob("*_shuffle_idx.npy"))) == 1, variant
+    assert (results / "tiny" / "data" / "deduped" / "dedup_report.json").is_file()
