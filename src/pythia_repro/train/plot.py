@@ -28,6 +28,7 @@ def plot_loss(suite: Suite, output: str | Path) -> Path:
     output = Path(output)
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[3, 1])
     plotted = 0
+    window = max(1, suite.train_iters // 100)  # one smoothing span for all, interventions included
     for spec in suite.models:
         rows = read_metrics(suite.model_dir(spec.name) / "metrics.jsonl")
         if not rows:
@@ -35,7 +36,6 @@ def plot_loss(suite: Suite, output: str | Path) -> Path:
         steps = np.array([r["step"] for r in rows])
         loss = np.array([r["loss"] for r in rows], dtype=float)
         style = {"linestyle": "--"} if spec.is_intervention else {}
-        window = max(1, len(rows) // 50)
         line, = ax_loss.plot(steps, _smooth(loss, window), label=spec.name, linewidth=1.2, **style)
         ax_lr.plot(steps, [r["lr"] for r in rows], color=line.get_color(), linewidth=1.0, **style)
         plotted += 1

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -24,13 +25,14 @@ from pathlib import Path
 import torch
 
 from pythia_repro.atomic import write_json
-from pythia_repro.config import Suite
+from pythia_repro.config import ModelSpec, Suite
 from pythia_repro.train import checkpoint
 from pythia_repro.train.batches import RankBatches, accumulation_steps
 from pythia_repro.train.distributed import DistEnv, detect, init_process_group
 from pythia_repro.train.metrics import MetricsLog, ProgressLine, peak_flops
 from pythia_repro.train.optim import build_optimizer
 from pythia_repro.train.schedule import AnnealingLR, schedule_for
+from pythia_repro.train.substitution import Substitution, substitution_map
 
 PREEMPTED = 75  # EX_TEMPFAIL: stopped early on a signal, with a checkpoint; rerun to continue
 # Test hook: "STEP:SIGNAL" makes the trainer send itself SIGNAL right after finishing STEP.
@@ -129,7 +131,9 @@ def _debug_signal() -> tuple[int, int] | None:
     return int(step), int(getattr(signal, f"SIG{name.upper()}"))
 
 
-def _setup_device(dist_env: DistEnv, options: RunOptions) -> torch.device:
+def setup_runtime(options: RunOptions) -> tuple[DistEnv, torch.device]:
+    """Device, threads, determinism and torch.distributed (+ DeepSpeed's view of it) for this rank."""
+    dist_env = detect()
     if torch.cuda.is_available():
         torch.cuda.set_device(dist_env.local_rank)
         device = torch.device("cuda", dist_env.local_rank)
@@ -146,7 +150,87 @@ def _setup_device(dist_env: DistEnv, options: RunOptions) -> torch.device:
         # Deterministic mode would also fill every torch.empty with NaNs, including DeepSpeed's
         # gradient buckets: seconds per step for nothing, as they are written before being read.
         torch.utils.deterministic.fill_uninitialized_memory = False
-    return device
+    import deepspeed
+    from deepspeed.utils import logger as ds_logger
+
+    ds_logger.setLevel(logging.WARNING)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    init_process_group(dist_env, backend)
+    deepspeed.init_distributed(dist_backend=backend)
+    return dist_env, device
+
+
+@dataclass
+class Engine:
+    engine: object  # deepspeed.DeepSpeedEngine; engine.module is the transformers model
+    ds_config: dict
+    lr_args: dict
+    flops_per_token: float
+    attention: str
+
+
+def build_engine(spec: ModelSpec, training: dict, seq_length: int, vocab: int, device: torch.device,
+                 world_size: int, attention: str | None = None) -> Engine:
+    """The freshly initialised model of `spec` under DeepSpeed, with GPT-NeoX's AdamW and schedule."""
+    import deepspeed
+
+    from pythia_repro.models.build import build_model, flops_per_token
+
+    torch.manual_seed(spec.seed)
+    attention = attention_implementation(device, training["precision"], attention)
+    model = build_model(spec.arch, spec.shape, vocab, seq_length, spec.seed, attention)
+    model.config.use_cache = False
+    if training.get("activation_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    flops = flops_per_token(model, spec.shape, seq_length)  # before ZeRO-3 could partition the weights
+    lr_args = schedule_for(training, spec.shape)
+    ds_config = deepspeed_config(training, world_size, sum(p.numel() for p in model.parameters()), device)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=build_optimizer(model, training, device),
+        lr_scheduler=lambda opt: AnnealingLR(opt, **lr_args),
+        config=ds_config,
+        dist_init_required=False,
+    )
+    engine.train()
+    return Engine(engine, ds_config, lr_args, flops, attention)
+
+
+def train_step(engine, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """One optimizer step: forward/backward of each micro-batch, DeepSpeed's update at the last.
+
+    Each micro-batch's loss is its mean over tokens; DeepSpeed divides by the accumulation steps
+    and averages over ranks, so the gradient is that of the global batch's mean token loss.
+    Returns this rank's mean micro-batch loss (a tensor, not synchronised).
+    """
+    losses = []
+    for inputs, labels in micro_batches:
+        logits = engine(input_ids=inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1))
+        engine.backward(loss)
+        engine.step()
+        losses.append(loss.detach())
+    return torch.stack(losses).mean()
+
+
+def starting_point(suite: Suite, spec: ModelSpec) -> tuple[Path, int] | None:
+    """(save_dir, step) to load: the model's latest complete checkpoint, else (interventions) the
+    base model's checkpoint at the branch step; None for a fresh start at step 0."""
+    save_dir = suite.model_dir(spec.name) / "checkpoints"
+    resume = checkpoint.latest_complete(save_dir)
+    if resume is not None:
+        return save_dir, resume
+    if not spec.is_intervention:
+        return None
+    base_dir = suite.model_dir(spec.base) / "checkpoints"
+    if checkpoint.read_manifest(base_dir / checkpoint.tag(spec.branch_step)) is None:
+        raise FileNotFoundError(f"{base_dir / checkpoint.tag(spec.branch_step)}: {spec.name} branches from this "
+                                f"checkpoint of {spec.base}, which is missing or incomplete")
+    return base_dir, spec.branch_step
+
+
+def _log(model: str, message: str) -> None:
+    print(f"[train {model}] {message}", file=sys.stderr, flush=True)
 
 
 def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOptions | None = None) -> int:
@@ -163,35 +247,16 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
     save_dir = model_dir / "checkpoints"
     schedule = set(suite.model_checkpoint_steps(model_name))
 
-    dist_env = detect()
-    device = _setup_device(dist_env, options)
-    import deepspeed
+    dist_env, device = setup_runtime(options)
     import torch.distributed as dist
-    from deepspeed.utils import logger as ds_logger
 
-    ds_logger.setLevel(logging.WARNING)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    init_process_group(dist_env, backend)
-    deepspeed.init_distributed(dist_backend=backend)
     rank, world = dist_env.rank, dist_env.world_size
-
-    # Where to start: our own latest complete checkpoint, else the base model's branch
-    # checkpoint (interventions), else a fresh initialisation at step 0.
     if rank == 0:
         removed = checkpoint.remove_incomplete(save_dir)
         if removed:
-            print(f"[train {model_name}] removed incomplete checkpoints {removed}", file=sys.stderr, flush=True)
+            _log(model_name, f"removed incomplete checkpoints {removed}")
     dist.barrier()
-    resume = checkpoint.latest_complete(save_dir)
-    source = None
-    if resume is not None:
-        source = (save_dir, resume)
-    elif spec.is_intervention:
-        base_dir = suite.model_dir(spec.base) / "checkpoints"
-        if checkpoint.read_manifest(base_dir / checkpoint.tag(spec.branch_step)) is None:
-            raise FileNotFoundError(f"{base_dir / checkpoint.tag(spec.branch_step)}: {model_name} branches "
-                                    f"from this checkpoint of {spec.base}, which is missing or incomplete")
-        source = (base_dir, spec.branch_step)
+    source = starting_point(suite, spec)
     start = source[1] if source else 0
     if start >= until_step:
         if rank == 0:
@@ -199,35 +264,16 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
         dist.barrier()
         return 0
 
-    torch.manual_seed(spec.seed)
-    from pythia_repro.models.build import build_model, flops_per_token
-
     vocab = vocab_size(suite, spec.shape)
-    attention = attention_implementation(device, training["precision"], options.attention)
-    model = build_model(spec.arch, spec.shape, vocab, suite.seq_length, spec.seed, attention)
-    model.config.use_cache = False
-    if training.get("activation_checkpointing"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    flops_token = flops_per_token(model, spec.shape, suite.seq_length)
-    num_params = sum(p.numel() for p in model.parameters())
-
-    lr_args = schedule_for(training, spec.shape)
-    ds_config = deepspeed_config(training, world, num_params, device)
-    engine, _, _, _ = deepspeed.initialize(
-        model=model,
-        optimizer=build_optimizer(model, training, device),
-        lr_scheduler=lambda opt: AnnealingLR(opt, **lr_args),
-        config=ds_config,
-        dist_init_required=False,
-    )
-    engine.train()
+    built = build_engine(spec, training, suite.seq_length, vocab, device, world, options.attention)
+    engine = built.engine
     if source is not None:
         client = checkpoint.load(engine, source[0], source[1], rank)
         if client.get("step", source[1]) != source[1]:
             raise ValueError(f"{source[0]}/{checkpoint.tag(source[1])}: client state says step {client.get('step')}")
-        origin = "resumed" if source[0] == save_dir else f"branched from {spec.base}"
         if rank == 0:
-            print(f"[train {model_name}] {origin} at step {start}", file=sys.stderr, flush=True)
+            how = "resumed" if source[0] == save_dir else f"branched from {spec.base}"
+            _log(model_name, f"{how} at step {start}")
 
     from pythia_repro.data.batch import TrainingOrder
 
@@ -235,60 +281,47 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
                           suite.seq_length, spec.seed, num_samples=suite.num_samples)
     substitution = None
     if spec.substitution:
-        from pythia_repro.train.substitution import Substitution, substitution_map
-
         table = substitution_map(spec.substitution, suite.tokenizer_path)
         substitution = Substitution(table, vocab)
         if rank == 0:
-            print(f"[train {model_name}] substitution {spec.substitution}: {len(table)} token pairs",
-                  file=sys.stderr, flush=True)
-    batches = RankBatches(order, suite.global_batch_size, ds_config["train_micro_batch_size_per_gpu"], rank,
+            _log(model_name, f"substitution {spec.substitution}: {len(table)} token pairs")
+    batches = RankBatches(order, suite.global_batch_size, built.ds_config["train_micro_batch_size_per_gpu"], rank,
                           world, device, substitution)
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     peak = peak_flops(device_name, options.peak_flops)
-    hf_config = json.loads(model.config.to_json_string())
     manifest_base = {
         "model": model_name, "suite": suite.name, "arch": spec.arch, "size": spec.size, "shape": spec.shape,
-        "vocab_size": vocab, "seq_length": suite.seq_length, "hf_config": hf_config,
+        "vocab_size": vocab, "seq_length": suite.seq_length,
+        "hf_config": json.loads(engine.module.config.to_json_string()),
         "tokenizer": str(suite.tokenizer_path), "zero_stage": training["zero_stage"],
         "precision": training["precision"], "world_size": world, "global_batch_size": suite.global_batch_size,
         "data": spec.data, "data_prefix": str(suite.data_prefix(spec.data)), "seed": spec.seed,
         "base": spec.base, "branch_step": spec.branch_step, "substitution": spec.substitution,
-        "train_iters": suite.train_iters, "lr_schedule": lr_args,
+        "train_iters": suite.train_iters, "lr_schedule": built.lr_args, "attention": built.attention,
     }
 
     def save(step: int, last_loss: float | None, reason: str) -> None:
-        scheduled = step in schedule
         manifest = {**manifest_base, "step": step, "samples_consumed": step * suite.global_batch_size,
-                    "scheduled": scheduled, "reason": reason, "loss": last_loss, "saved_at": time.time()}
+                    "scheduled": step in schedule, "reason": reason, "loss": last_loss, "saved_at": time.time()}
         client_state = {"step": step, "samples_consumed": step * suite.global_batch_size, "model": model_name}
         checkpoint.save(engine, save_dir, step, manifest, client_state, rank)
         if rank == 0:
             checkpoint.remove_stale_unscheduled(save_dir, step)
-            print(f"[train {model_name}] checkpoint step{step} ({reason})", file=sys.stderr, flush=True)
+            _log(model_name, f"checkpoint step{step} ({reason})")
 
     metrics = MetricsLog(model_dir, start, options.tensorboard) if rank == 0 else None
+    progress = ProgressLine(model_name, start, until_step, training["log_every"]) if rank == 0 else None
     if source is None and 0 in schedule:
         save(0, None, "schedule")
-    stop = _StopFlag()
-    debug = _debug_signal()
-    progress = ProgressLine(model_name, start, until_step, training["log_every"]) if rank == 0 else None
+    stop, debug = _StopFlag(), _debug_signal()
     tokens_per_step = suite.global_batch_size * suite.seq_length
-    step, loss_value, saved = start, None, True
+    step, loss_value = start, None
     try:
         while step < until_step:
             t0 = time.perf_counter()
             lr = engine.get_lr()[0]  # the rate this update uses: DeepSpeed steps the schedule after it
-            losses = []
-            for inputs, labels in batches.micro_batches(step):
-                logits = engine(input_ids=inputs).logits
-                loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
-                                                         labels.reshape(-1))
-                engine.backward(loss)
-                engine.step()
-                losses.append(loss.detach())
-            loss_sum = torch.stack(losses).mean()
+            loss_sum = train_step(engine, batches.micro_batches(step))
             if world > 1:
                 dist.all_reduce(loss_sum)
             loss_value = loss_sum.item() / world
@@ -300,7 +333,7 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
                 "step": step, "loss": loss_value, "lr": lr,
                 "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
                 "tokens_per_s": tokens_per_s,
-                "mfu": tokens_per_s * flops_token / (world * peak) if peak else None,
+                "mfu": tokens_per_s * built.flops_per_token / (world * peak) if peak else None,
                 "samples": step * suite.global_batch_size, "step_time_s": elapsed,
             }
             if training["precision"] == "fp16":
@@ -308,18 +341,16 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
             if metrics is not None:
                 metrics.write(record)
                 progress.update(record)
-            saved = False
             if debug and debug[0] == step:
                 os.kill(os.getpid(), debug[1])
-            if step in schedule or step == until_step:
+            saved = step in schedule or step == until_step
+            if saved:
                 save(step, loss_value, "schedule" if step in schedule else "segment end")
-                saved = True
             if step < until_step and stop.agreed(dist_env, device):
                 if not saved:
                     save(step, loss_value, f"signal {signal.Signals(stop.signum or signal.SIGTERM).name}")
                 if rank == 0:
-                    print(f"[train {model_name}] stopped at step {step} on a signal; rerun to continue",
-                          file=sys.stderr, flush=True)
+                    _log(model_name, f"stopped at step {step} on a signal; rerun to continue")
                 return PREEMPTED
     finally:
         if metrics is not None:
@@ -332,7 +363,9 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
 
 def _write_marker(suite: Suite, model: str, until: int, step: int, loss: float | None) -> None:
     """The segment's Snakemake output, written once its last checkpoint is complete."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     write_json(segment_marker(suite, model, until), {
         "model": model, "until_step": until, "last_checkpoint_step": step, "loss": loss,
         "checkpoints": str(suite.model_dir(model) / "checkpoints"), "complete": True, "finished_at": time.time(),
+        "rank0_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
     })
