@@ -59,7 +59,7 @@ def idx_items(prefix: Path) -> int:
 
 # ----- (a) the DAG of the shipped configs ---------------------------------------------------------
 def test_default_config_dry_run(tmp_path):
-    run = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--cores", "1")
+    run = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--printshellcmds", "--cores", "1")
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout + run.stderr
     counts = job_counts(out)
@@ -87,7 +87,7 @@ def test_pythia_config_dry_run(tmp_path):
     (pile / "20B_tokenizer.json").touch()
     config["tokenizer"]["path"] = str(pile / "20B_tokenizer.json")
     path = write_config(tmp_path / "pythia.yaml", config)
-    run = snakemake(tmp_path, path, "-n", "--cores", "1")
+    run = snakemake(tmp_path, path, "-n", "--printshellcmds", "--cores", "1")
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout + run.stderr
     counts = job_counts(out)

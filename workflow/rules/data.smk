@@ -17,13 +17,14 @@ def corpus_shards():
     return [f"{DATA}/corpus/train_{i:02d}.jsonl.zst" for i in range(corpus["synthetic"]["num_shards"])]
 
 
-SHARD_IDS = [f"{i:02d}" for i in range(len(corpus_shards()))]
+CORPUS_SHARDS = corpus_shards()
+SHARD_IDS = [f"{i:02d}" for i in range(len(CORPUS_SHARDS))]
 ON_MALFORMED = SUITE.config["corpus"]["on_malformed"]  # the verbs given --config read it themselves
 
 
 def variant_shard(wildcards):
     if wildcards.variant == "standard":
-        return corpus_shards()[int(wildcards.shard)]
+        return CORPUS_SHARDS[int(wildcards.shard)]
     return f"{DATA}/deduped/corpus/{wildcards.shard}.jsonl.zst"
 
 
@@ -70,7 +71,7 @@ def given_tokenizer():
 
 rule tokenizer:
     input:
-        corpus=corpus_shards(),
+        corpus=CORPUS_SHARDS,
         given=given_tokenizer(),
     output:
         f"{DATA}/tokenizer/tokenizer.json",
@@ -82,7 +83,7 @@ rule tokenizer:
 
 rule dedup_signatures:
     input:
-        lambda wc: corpus_shards()[int(wc.shard)],
+        lambda wc: CORPUS_SHARDS[int(wc.shard)],
     output:
         f"{DATA}/deduped/minhash/{{shard}}.npz",
     log:
@@ -107,7 +108,7 @@ rule dedup_clusters:
 
 rule dedup_apply:
     input:
-        shard=lambda wc: corpus_shards()[int(wc.shard)],
+        shard=lambda wc: CORPUS_SHARDS[int(wc.shard)],
         keep=f"{DATA}/deduped/dedup_keep.npz",
     output:
         f"{DATA}/deduped/corpus/{{shard}}.jsonl.zst",
