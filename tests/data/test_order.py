@@ -306,3 +306,19 @@ def test_rejects_bad_input(tmp_path) -> None:
         build_index_mappings(tmp_path / "t", np.array([], dtype=np.int32), 1, 2, 0)
     with pytest.raises(ValueError, match="no tokens"):
         build_index_mappings(tmp_path / "t", np.array([0, 0], dtype=np.int32), 1, 2, 0)
+
+
+def test_benchmark_runs_scaled_down(tmp_path, repo_root) -> None:
+    import subprocess
+    import sys
+
+    results = tmp_path / "order.md"
+    subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "bench_order.py"), "--docs", "20000", "--anchor-rows", "500",
+         "--latency-steps", "3", "--pre-rows", "2048", "--out-dir", str(tmp_path / "out"),
+         "--results", str(results)],
+        check=True, capture_output=True, timeout=300)
+    text = results.read_text()
+    assert "## standard: 20,000 documents" in text and "## deduped: 20,000 documents" in text
+    assert "equal to ours" in text and "TrainingOrder.batch(random step), median" in text
+    assert not (tmp_path / "out").exists()  # cleaned up

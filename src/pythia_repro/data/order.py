@@ -19,9 +19,10 @@ Three arrays describe that stream and are saved next to the token files:
 
 with ``n = (num_epochs * tokens_per_epoch - 1) // seq_length`` and ``num_epochs`` the fewest
 epochs giving at least ``num_samples`` samples. The arrays here are equal, value and dtype, to
-the ones GPT-NeoX v1.0 writes; ``sample_idx`` is computed with a cumulative sum and a sorted
-search instead of the token-by-token walk of `helpers.cpp`, streaming over ``doc_idx`` in chunks
-so the Pile (~210M documents, 147M samples) fits in a few GB.
+the ones GPT-NeoX v1.0 writes; ``sample_idx`` is computed from a cumulative sum of document
+lengths (each document's rows counted and spread with np.repeat) instead of the walk of
+`helpers.cpp`, streaming over ``doc_idx`` in chunks so the Pile (~210M documents, 147M samples)
+fits in a few GB with no compiled extension.
 
 File names are GPT-NeoX's, so GPT-NeoX itself would load ours:
 ``{prefix}_{name}_indexmap_{num_samples}ns_{seq_length}sl_{seed}s_{doc,sample,shuffle}_idx.npy``.
@@ -113,13 +114,15 @@ def build_sample_idx(
     tokens_per_epoch: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """The (n + 1, 2) int32 map of `helpers.cpp: build_sample_idx`, computed by sorted search.
+    """The (n + 1, 2) int32 map of `helpers.cpp: build_sample_idx`, computed without a walk.
 
     Row i locates stream token p = i * seq_length: the position k in doc_idx of the non-empty
     document holding it (the k with ends[k-1] <= p < ends[k], ends being the running token count
     over doc_idx) and the offset p - ends[k-1]. That is where the C++ walk stops: it skips empty
     documents and only moves to the next document while tokens remain to be taken. Row 0 is
-    (0, 0) as the walk starts there. `progress(done_rows, total_rows)` is called per chunk.
+    (0, 0) as the walk starts there. Each document's rows are counted from its token range and
+    spread with np.repeat, chunk by chunk (linear time, bounded memory).
+    `progress(done_rows, total_rows)` is called per chunk.
     """
     seq_length = int(seq_length)
     if seq_length < 1:
@@ -139,15 +142,21 @@ def build_sample_idx(
         lengths = sizes[doc_idx[start : start + _DOC_CHUNK]].astype(np.int64)
         ends = np.cumsum(lengths)
         ends += base
+        doc_starts = ends - lengths
         chunk_end = int(ends[-1])
-        # Rows whose token lies in [base, chunk_end) belong to this chunk.
+        # Document k holds the rows i with doc_starts[k] <= i*S < ends[k], i.e. rows
+        # [ceil(doc_starts[k] / S), ceil(ends[k] / S)): none for an empty document.
+        row_ends = -(-ends // seq_length)
         last_row = min(n, (chunk_end - 1) // seq_length) if chunk_end > 0 else -1
         for lo in range(next_row, last_row + 1, _ROW_CHUNK):
             hi = min(last_row + 1, lo + _ROW_CHUNK)
-            tokens = np.arange(lo, hi, dtype=np.int64) * seq_length
-            k = np.searchsorted(ends, tokens, side="right")
+            # Documents holding rows lo and hi - 1: the first whose row range ends past them.
+            d0, d1 = np.searchsorted(row_ends, [lo, hi - 1], side="right").tolist()
+            firsts = np.maximum(-(-doc_starts[d0 : d1 + 1] // seq_length), lo)
+            per_doc = np.minimum(row_ends[d0 : d1 + 1], hi) - firsts
+            k = np.repeat(np.arange(d0, d1 + 1), per_doc)
             out[lo:hi, 0] = k + start
-            out[lo:hi, 1] = tokens - (ends[k] - lengths[k])
+            out[lo:hi, 1] = np.arange(lo, hi, dtype=np.int64) * seq_length - doc_starts[k]
             if progress is not None:
                 progress(hi - 1, n)
         next_row = max(next_row, last_row + 1)

@@ -138,7 +138,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "below --train-iters (GPT-NeoX builds 0.5%% spare samples).")
     _add_order_flags(p, required=False)
     p.add_argument("--preshuffled", action="store_true", help="PREFIX is a pre-shuffled file")
-    p.add_argument("--training-sample", type=int, nargs="+", metavar="J")
-    p.add_argument("--sample", type=int, nargs="+", metavar="I")
-    p.add_argument("--document", type=int, nargs="+", metavar="D")
+    p.add_argument("--training-sample", type=int, nargs="+", metavar="J",
+                   help="training-order sample index (the J-th sample the model saw)")
+    p.add_argument("--sample", type=int, nargs="+", metavar="I",
+                   help="unshuffled sample index (row I of sample_idx)")
+    p.add_argument("--document", type=int, nargs="+", metavar="D",
+                   help="document (item) index of the token file")
     p.set_defaults(handler=_locate)
