@@ -1,0 +1,75 @@
+"""A training segment on 2 ranks inside a SLURM allocation: `launch` runs srun, ranks come from SLURM_*.
+
+Uses the local single-node cluster of tests/slurm/harness.py. The first job gets SLURM's warning
+signal (SIGUSR1, here raised by the trainer's debug hook on both ranks after step 2): it must
+checkpoint off the schedule and fail with exit code 75; resubmitting the same command finishes
+the segment from that checkpoint. (2 ranks = 1 rank numerically: test_multirank.py.)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from pythia_repro.config import load_suite
+from pythia_repro.train.checkpoint import complete_checkpoints
+from pythia_repro.train.metrics import read_metrics
+from pythia_repro.train.trainer import DEBUG_SIGNAL_ENV, PREEMPTED
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
+
+MODEL = "pythia-pico"
+
+
+def _harness():
+    name = "pythia_repro_tests_slurm_harness"  # the name tests/slurm/conftest.py loads it under
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "slurm" / "harness.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    # tests/slurm's session fixture is not visible from this folder; same harness, same body.
+    yield from _harness().session_cluster(tmp_path_factory)
+
+
+def _sbatch(cluster, workdir: Path, command: str, env: dict | None = None) -> tuple[dict, str]:
+    out = workdir / "job.out"
+    script = workdir / "job.sh"
+    exports = "".join(f"export {k}={v}\n" for k, v in (env or {}).items())
+    script.write_text(f"#!/bin/bash\n#SBATCH --ntasks=2\n#SBATCH --cpus-per-task=1\n{exports}{command}\n")
+    job = cluster.run("sbatch", "--parsable", f"--output={out}", str(script), cwd=workdir).stdout.strip()
+    record = cluster.wait_job(job, timeout=240)
+    return record, out.read_text() if out.exists() else ""
+
+
+def test_two_ranks_under_srun_resume_after_sigusr1(slurm_cluster, tmp_path, tiny_suite) -> None:
+    config = tiny_suite(tmp_path / "srun")
+    launch = (f"{sys.executable} -m pythia_repro.cli launch --config {config} --model {MODEL} --until-step 4"
+              " --ranks 2 --threads 1 --no-tensorboard")
+    suite = load_suite(config)
+    model_dir = suite.model_dir(MODEL)
+
+    record, log = _sbatch(slurm_cluster, tmp_path, launch, {DEBUG_SIGNAL_ENV: "3:USR1"})
+    assert record["JobState"] == "FAILED" and record["ExitCode"].startswith(f"{PREEMPTED}:"), (record, log)
+    assert "[launch] srun --ntasks=2" in log, log
+    ckpts = complete_checkpoints(model_dir / "checkpoints")
+    assert ckpts[3]["scheduled"] is False and ckpts[3]["world_size"] == 2, log
+    assert not (model_dir / "segments/end4.json").exists()
+
+    record, log = _sbatch(slurm_cluster, tmp_path, launch)
+    assert record["JobState"] == "COMPLETED", (record, log)
+    assert "resumed at step 3" in log
+    assert (model_dir / "segments/end4.json").is_file()
+    assert len(list((model_dir / "checkpoints/step4").glob("*optim_states.pt"))) == 2
+
+    rows = read_metrics(model_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4], "a resumed step was logged twice"
+    assert all(r["loss"] > 0 and r["grad_norm"] > 0 for r in rows)
