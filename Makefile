@@ -4,6 +4,8 @@ PIP     := .venv/bin/pip
 CLI     := .venv/bin/pythia-repro
 CONFIG  ?= config/config.yaml
 CORES   ?= 2
+# Rules call `pythia-repro`; put the venv's CLI on PATH for Snakemake and its jobs.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .PHONY: setup run test lint bench clean
 
