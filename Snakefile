@@ -3,7 +3,11 @@
 from pythia_repro.config import load_suite
 
 
-configfile: "config/config.yaml"
+# The embedded default applies only when no --configfile is given: loaded unconditionally, Snakemake
+# would merge it under the user's config and its keys (a synthetic corpus, a BPE size) would leak in.
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 SUITE = load_suite(dict(config))  # schema validation; a bad key stops the DAG build here

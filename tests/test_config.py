@@ -91,3 +91,20 @@ def test_defaults_are_filled() -> None:
     assert suite.training["adam_beta2"] == 0.95 and suite.training["grad_clip"] == 1.0
     assert suite.config["upload"]["target"] == "mirror"
     assert suite.root == Path("results") / "mini"
+
+
+def test_minimal_config_gets_every_section_default() -> None:
+    suite = load_suite(
+        {
+            "suite": "t",
+            "corpus": {"source": "synthetic"},
+            "tokenizer": {"source": "train"},
+            "data": {"seq_length": 32},
+            "training": {"train_iters": 4, "global_batch_size": 2},
+            "models": [{"size": "nano"}],
+        }
+    )
+    assert suite.config["corpus"]["synthetic"]["num_shards"] == 2
+    assert suite.config["dedup"]["threshold"] == 0.87
+    assert suite.config["evaluate"]["steps"] == "all" and suite.config["upload"]["target"] == "mirror"
+    assert suite.checkpoint_steps == [0, 1, 2, 4]
