@@ -9,7 +9,7 @@ appended after every document) at id 0 and `<|padding|>` at id 1 as in Pythia.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -20,7 +20,6 @@ from pythia_repro.data.corpus import ReadStats, iter_documents
 EOD_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|padding|>"
 SPECIAL_TOKENS = [EOD_TOKEN, PAD_TOKEN]  # ids 0 and 1, in this order
-_TRAIN_BATCH_DOCS = 1000
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:
@@ -52,17 +51,6 @@ def new_bpe_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def _text_batches(texts: Iterable[str]) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) == _TRAIN_BATCH_DOCS:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     """Train a byte-level BPE of `vocab_size` entries (specials and the 256 bytes included).
 
@@ -76,7 +64,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_text_batches(texts), trainer=trainer)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
 
 
