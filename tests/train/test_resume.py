@@ -142,3 +142,11 @@ def test_intervention_branches_from_base_checkpoint(reference: Path, run_cli) ->
     # Same schedule position (the scheduler state came with the optimizer), different data.
     assert [r["lr"] for r in rows] == [r["lr"] for r in base_rows[4:]]
     assert [r["loss"] for r in rows] != [r["loss"] for r in base_rows[4:]]
+
+
+def test_loss_figure(reference: Path, tmp_path: Path) -> None:
+    from pythia_repro.cli import main
+
+    output = tmp_path / "figures" / "loss.png"
+    assert main(["plot-loss", "--config", str(reference), "--output", str(output)]) == 0
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
