@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pythia_repro.atomic import atomic_file
 from pythia_repro.config import Suite
 from pythia_repro.train.metrics import read_metrics
 
@@ -51,9 +52,7 @@ def plot_loss(suite: Suite, output: str | Path) -> Path:
     ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp{output.suffix}")
-    fig.savefig(tmp, dpi=120)
+    with atomic_file(output, "wb") as fh:
+        fig.savefig(fh, format=output.suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
-    tmp.replace(output)
     return output
