@@ -6,7 +6,7 @@ one item of its token ids followed by `<|endoftext|>`. An empty document becomes
 corpus's) and is counted.
 
 Speed: the BPE runs in `tokenizers`' Rust thread pool (`encode_batch_fast`, the GIL released)
-on a few batches while this thread parses the next batch and writes the oldest, so all cores
+on one batch while this thread parses the next batch and writes the previous one, so all cores
 stay on BPE. Against GPT-NeoX's pool of processes encoding one document at a time, this drops
 the offsets `encode` computes and nobody uses, and the pickling of every document's text and
 ids between processes (bench/results/tokenize.md). Memory is bounded by a few batches.
@@ -28,11 +28,9 @@ from pythia_repro.data.indexed import IndexedDataset, IndexedDatasetBuilder, bes
 from pythia_repro.data.tokenizer import eod_id, load_tokenizer
 from pythia_repro.progress import Progress
 
-BATCH_CHARS = 1 << 20  # text per encode call; several calls share the cores (IN_FLIGHT)
+BATCH_CHARS = 1 << 20  # text per encode call, which spreads its documents over all cores
 BATCH_DOCS = 1024
-# Batches encoding at once, all in tokenizers' one thread pool: a batch held up by one very long
-# document (a book) leaves the other cores to the next batches instead of idling.
-IN_FLIGHT = 3
+QUEUED = 2  # batches parsed ahead of the encoder while this thread writes, so the pool never waits
 
 
 def default_workers() -> int:
@@ -40,8 +38,8 @@ def default_workers() -> int:
 
 
 def set_workers(workers: int) -> None:
-    """Size tokenizers' thread pool, which runs all BPE (one thread: one core, however many
-    batches are in flight). Takes effect only before this process's first parallel encode."""
+    """Size tokenizers' thread pool, which runs all BPE. Takes effect only before this process's
+    first parallel encode."""
     os.environ["RAYON_NUM_THREADS"] = str(workers)
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
 
@@ -90,13 +88,13 @@ def tokenize_files(
 
     with (
         IndexedDatasetBuilder(output_prefix + ".bin", dtype) as builder,
-        ThreadPoolExecutor(IN_FLIGHT) as encoder,
+        ThreadPoolExecutor(1) as encoder,
         Progress("tokenize", unit="docs", interval=progress_interval) as progress,
     ):
         pending: deque = deque()
         for batch in _batches(doc.text for doc in docs):
             pending.append(encoder.submit(tokenizer.encode_batch_fast, batch))
-            if len(pending) >= IN_FLIGHT:
+            if len(pending) > QUEUED:
                 write(pending.popleft().result())
         while pending:
             write(pending.popleft().result())
