@@ -108,3 +108,14 @@ def test_minimal_config_gets_every_section_default() -> None:
     assert suite.config["dedup"]["threshold"] == 0.87
     assert suite.config["evaluate"]["steps"] == "all" and suite.config["upload"]["target"] == "mirror"
     assert suite.checkpoint_steps == [0, 1, 2, 4]
+
+
+def test_source_dependent_keys_are_required() -> None:
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["corpus"] = {"source": "files"}
+    with pytest.raises(ConfigError, match="corpus.files: required when corpus.source is files"):
+        load_suite(cfg)
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["tokenizer"] = {"source": "file"}
+    with pytest.raises(ConfigError, match="tokenizer.path: required when tokenizer.source is file"):
+        load_suite(cfg)

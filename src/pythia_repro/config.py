@@ -102,7 +102,16 @@ class Suite:
     _models: dict[str, ModelSpec] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._check_sources()
         self._models = {m.name: m for m in self._build_models()}
+
+    def _check_sources(self) -> None:
+        """Keys the schema cannot require on their own: they depend on another key's value."""
+        corpus, tokenizer = self.config["corpus"], self.config["tokenizer"]
+        if corpus["source"] == "files" and not corpus.get("files"):
+            raise ConfigError(f"{self.source}: corpus.files: required when corpus.source is files")
+        if tokenizer["source"] == "file" and not tokenizer.get("path"):
+            raise ConfigError(f"{self.source}: tokenizer.path: required when tokenizer.source is file")
 
     # ----- identity and paths ---------------------------------------------------------
     @property

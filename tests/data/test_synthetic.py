@@ -313,11 +313,11 @@ def test_synth_corpus_verb(tmp_path, capsys):
     assert "200 train documents in 2 shards" in capsys.readouterr().err
 
 
-def test_synth_corpus_verb_without_synthetic_section(tmp_path, capsys):
+def test_synth_corpus_verb_with_a_bad_synthetic_section(tmp_path, capsys):
     config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
-    config["corpus"] = {"source": "files", "files": ["x.jsonl"]}
-    path = tmp_path / "files.yaml"
+    config["corpus"]["synthetic"]["num_shards"] = 0
+    path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     assert cli_main(["synth-corpus", "--config", str(path), "--out-dir", str(tmp_path / "out")]) == 2
-    assert "corpus.synthetic: missing" in capsys.readouterr().err
+    assert "corpus.synthetic.num_shards: 0 is less than the minimum of 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -55,9 +55,9 @@ def test_profile_settings():
 
 
 def test_data_rules_get_their_resources(dry_run):
-    assert _resources(dry_run, "tokenize_shard")["mem_mb"] == "64000"
-    assert _resources(dry_run, "order")["mem_mb"] == "64000"
-    assert _resources(dry_run, "dedup_clusters")["mem_mb"] == "256000"
+    assert _resources(dry_run, "tokenize_shard")["mem_mb"] == "8000"
+    assert _resources(dry_run, "order")["mem_mb"] == "8000"
+    assert _resources(dry_run, "dedup_clusters")["mem_mb"] == "32000"
     assert "--workers 32" in dry_run  # set-threads
     synth = _resources(dry_run, "synth_corpus")
     assert synth["runtime"] == "30"

@@ -1,7 +1,6 @@
 # Data stage: corpus -> tokenizer -> (near-dedup) -> token files -> GPT-NeoX data order.
 # Outputs under {ROOT}/data/; one job per corpus shard where the work is per shard.
 
-from pythia_repro.config import ConfigError
 
 DATA = f"{ROOT}/data"
 
@@ -9,10 +8,7 @@ DATA = f"{ROOT}/data"
 def corpus_shards():
     """Train shards in order: the user's Pile files, or the synthetic mini-Pile's."""
     corpus = SUITE.config["corpus"]
-    key = "files" if corpus["source"] == "files" else "synthetic"
-    if not corpus.get(key):
-        raise ConfigError(f"{SUITE.source}: corpus.{key}: required when corpus.source is {corpus['source']}")
-    if key == "files":
+    if corpus["source"] == "files":
         return list(corpus["files"])
     return [f"{DATA}/corpus/train_{i:02d}.jsonl.zst" for i in range(corpus["synthetic"]["num_shards"])]
 
@@ -62,11 +58,7 @@ rule synth_corpus:
 def given_tokenizer():
     """tokenizer.source file: the user's tokenizer.json, so replacing it retokenizes."""
     tok = SUITE.config["tokenizer"]
-    if tok["source"] != "file":
-        return []
-    if "path" not in tok:
-        raise ConfigError(f"{SUITE.source}: tokenizer.path: required when tokenizer.source is file")
-    return [tok["path"]]
+    return [tok["path"]] if tok["source"] == "file" else []
 
 
 rule tokenizer:

@@ -277,10 +277,7 @@ class SyntheticSpec:
 
     @classmethod
     def from_config(cls, config: dict) -> SyntheticSpec:
-        section = config["corpus"].get("synthetic")
-        if section is None:
-            raise ValueError("corpus.synthetic: missing; the synthetic corpus needs this section")
-        return cls(**section)
+        return cls(**config["corpus"]["synthetic"])  # the schema fills every default
 
     @property
     def train_docs(self) -> int:

@@ -44,7 +44,9 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
 
 
 def _launch(args: argparse.Namespace) -> int:
+    from pythia_repro.train.checkpoint import complete_checkpoints
     from pythia_repro.train.distributed import choose_launcher, launch_command, run_launcher
+    from pythia_repro.train.trainer import PREEMPTED
 
     suite = load_suite(args.config)
     suite.model(args.model)  # fail here, not in N workers, on a wrong name
@@ -56,7 +58,20 @@ def _launch(args: argparse.Namespace) -> int:
         return _train(args)
     command = launch_command(launcher, ranks, _worker_args(args))
     print("[launch] " + " ".join(command), file=sys.stderr, flush=True)
-    return run_launcher(command)
+    save_dir = suite.model_dir(args.model) / "checkpoints"
+    before = complete_checkpoints(save_dir)
+    rc = run_launcher(command)
+    if rc not in (0, PREEMPTED) and _checkpointed_on_signal(before, complete_checkpoints(save_dir)):
+        # The ranks exit one by one after their signal checkpoint; srun's --kill-on-bad-exit may
+        # terminate the slower ones on the first one's PREEMPTED, which hides the clean stop.
+        rc = PREEMPTED
+    return rc
+
+
+def _checkpointed_on_signal(before: dict[int, dict], after: dict[int, dict]) -> bool:
+    """Whether this launch ended with a new, complete, off-schedule (signal) checkpoint."""
+    new = sorted(set(after) - set(before))
+    return bool(new) and after[new[-1]].get("scheduled") is False
 
 
 def _plot(args: argparse.Namespace) -> None:
