@@ -111,3 +111,13 @@ def test_cli_reads_the_suites_records_and_names_figures_by_config(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert missing.returncode == 2 and "pythia-pico/step8.json: evaluation record not found" in missing.stderr
+
+
+def test_line_labels_ignore_missing_values() -> None:
+    # Rows read back through pandas carry NaN, not None, where a model has no intervention.
+    from pythia_repro.evaluate.aggregate import _line_label
+
+    nan = float("nan")
+    assert _line_label({"dataset": "standard", "arch": "gpt-neox", "intervention": nan}) == "standard"
+    assert _line_label({"dataset": "deduped", "arch": nan, "intervention": "gender_swap"}) == "deduped + gender_swap"
+    assert _line_label({"dataset": "deduped", "arch": "llama", "intervention": None}) == "deduped (llama)"

@@ -110,10 +110,11 @@ def _size_order(suite, sizes: list[str]) -> list[str]:
 
 
 def _line_label(row) -> str:
+    # Missing values come back from pandas as NaN, which is truthy: test for strings instead.
     label = row["dataset"]
-    if row["arch"] and row["arch"] != "gpt-neox":
+    if isinstance(row["arch"], str) and row["arch"] != "gpt-neox":
         label += f" ({row['arch']})"
-    if row["intervention"]:
+    if isinstance(row["intervention"], str) and row["intervention"]:
         label += f" + {row['intervention']}"
     return label
 
