@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 import struct
 
 import numpy as np
@@ -105,6 +107,15 @@ def test_nothing_published_before_finalize(tmp_path):
         builder.add_document(np.array([1, 2]))
         assert not (tmp_path / "t.bin").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_published_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        _build(tmp_path / "t", DOCS)
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE((tmp_path / f"t{ext}").stat().st_mode) for ext in (".bin", ".idx")} == {0o644}
 
 
 def test_merge_equals_one_go(tmp_path):

@@ -18,12 +18,14 @@ from __future__ import annotations
 import array
 import contextlib
 import os
+import secrets
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from pythia_repro.atomic import atomic_file
 
 _MAGIC = b"MMIDIDX\x00\x00"
 _VERSION = 1
@@ -92,20 +94,18 @@ def read_index(idx_path: str | Path) -> tuple[np.dtype, np.ndarray, np.ndarray, 
 
 
 def write_index(idx_path: str | Path, dtype: np.dtype, sizes: np.ndarray, doc_idx: np.ndarray) -> None:
-    """Write an .idx file (pointers derived from sizes) to `idx_path` as is (not atomic)."""
+    """Write an .idx file (pointers derived from sizes), atomically."""
     dtype = np.dtype(dtype)
     sizes = np.asarray(sizes, dtype=np.int32)
     doc_idx = np.asarray(doc_idx, dtype=np.int64)
     pointers = np.zeros(len(sizes), dtype=np.int64)
     np.cumsum(sizes[:-1], dtype=np.int64, out=pointers[1:])
     pointers *= dtype.itemsize
-    with open(idx_path, "wb") as fh:
+    with atomic_file(idx_path, "wb") as fh:
         fh.write(_HEADER.pack(_MAGIC, _VERSION, _CODE_OF[dtype], len(sizes), len(doc_idx)))
         fh.write(sizes.astype("<i4", copy=False).tobytes())
         fh.write(pointers.astype("<i8", copy=False).tobytes())
         fh.write(doc_idx.astype("<i8", copy=False).tobytes())
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 class IndexedDataset:
@@ -167,8 +167,9 @@ class IndexedDatasetBuilder:
             raise ValueError(f"token dtype {self.dtype} has no GPT-NeoX dtype code")
         self.bin_path = Path(bin_path)
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.bin_path.name}.", suffix=".tmp", dir=self.bin_path.parent)
-        self._file = os.fdopen(fd, "wb")
+        self._tmp = self.bin_path.parent / f".{self.bin_path.name}.{secrets.token_hex(4)}.tmp"
+        # Created 0666 less the umask, like any published file (mkstemp's 0600 would lock out a group).
+        self._file = os.fdopen(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
         self._sizes = array.array("i")  # int32, 4 bytes a document
         self._doc_idx = array.array("q", [0])
         if self.dtype.kind in "iu":
@@ -218,25 +219,13 @@ class IndexedDatasetBuilder:
             shutil.copyfileobj(fh, self._file, 16 << 20)
 
     def finalize(self, idx_path: str | Path) -> None:
-        """Write the index and move .bin and .idx to their final names."""
+        """Move the .bin to its final name, then write the .idx atomically (a stale .idx left by a
+        kill between the two fails the reader's size check)."""
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        idx_path = Path(idx_path)
-        idx_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, idx_tmp = tempfile.mkstemp(prefix=f".{idx_path.name}.", suffix=".tmp", dir=idx_path.parent)
-        os.close(fd)
-        try:
-            write_index(
-                idx_tmp, self.dtype, np.frombuffer(self._sizes, np.int32), np.frombuffer(self._doc_idx, np.int64)
-            )
-            os.replace(self._tmp, self.bin_path)
-            os.replace(idx_tmp, idx_path)
-        except BaseException:
-            for path in (idx_tmp, self._tmp):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            raise
+        os.replace(self._tmp, self.bin_path)
+        write_index(idx_path, self.dtype, np.frombuffer(self._sizes, np.int32), np.frombuffer(self._doc_idx, np.int64))
 
     def abort(self) -> None:
         """Discard everything written so far."""
