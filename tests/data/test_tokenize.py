@@ -17,7 +17,7 @@ from pythia_repro.data.tokenizer import load_tokenizer, train_bpe
 
 TEXTS = [
     "Hello, I am a document.",
-    "",  # empty: becomes the EOD alone
+    "",  # empty: counted and dropped, as GPT-NeoX does
     "Zwei Wörter — und ein Emoji 🙂\n\nnew paragraph",
     "  leading spaces and <|endoftext|> inside the text",
     "x" * 5000,
@@ -42,9 +42,9 @@ def bpe_path(tmp_path_factory):
 
 
 def expected_items(tokenizer_path, texts):
-    """GPT-NeoX preprocess_data.py --append-eod, one document at a time: ids + [EOD]."""
+    """GPT-NeoX preprocess_data.py --append-eod, one non-empty document at a time: ids + [EOD]."""
     tokenizer = load_tokenizer(tokenizer_path)
-    return [tokenizer.encode(text).ids + [0] for text in texts]
+    return [tokenizer.encode(text).ids + [0] for text in texts if text]
 
 
 def read_items(prefix):
@@ -59,8 +59,8 @@ def test_documents_with_eod(tmp_path, neox_tokenizer_path):
     ds = IndexedDataset(tmp_path / "out" / "t")
     assert ds.dtype == np.uint16
     assert ds[0].tolist() == [12092, 13, 309, 717, 247, 3389, 15, 0]
-    assert ds[1].tolist() == [0]
-    assert ds.doc_idx.tolist() == list(range(len(TEXTS) + 1))
+    assert ds[1].tolist()[:2] == [59, 26981]  # "Zwei": the empty document left no item
+    assert len(ds) == len(TEXTS) - 1 and ds.doc_idx.tolist() == list(range(len(TEXTS)))
     assert stats["documents"] == 5 and stats["empty"] == 1
     assert stats["tokens"] == int(ds.sizes.sum()) == ds.num_tokens
     assert json.loads((tmp_path / "out" / "t.stats.json").read_text()) == stats
@@ -98,7 +98,7 @@ def test_shards_merged_equal_one_go(tmp_path, bpe_path):
     tokenize.tokenize_files(shards, bpe_path, tmp_path / "whole")
     for ext in (".bin", ".idx"):
         assert (tmp_path / f"merged{ext}").read_bytes() == (tmp_path / f"whole{ext}").read_bytes()
-    assert stats["documents"] == len(TEXTS)
+    assert stats["documents"] == len(TEXTS) - 1  # items: the empty document was dropped
 
 
 def test_merge_refuses_missing_input(tmp_path, bpe_path):

@@ -2,8 +2,8 @@
 
 `{"text": "...", "meta": {"pile_set_name": "..."}}`, in `.jsonl`, `.jsonl.gz` or `.jsonl.zst`,
 read in file order with bounded memory. Malformed lines fail with file and line number, or are
-skipped and counted; empty documents are yielded (GPT-NeoX keeps them as zero-length items plus
-EOD) and counted, never a crash.
+skipped and counted; empty documents are yielded and counted, never a crash (tokenization
+drops them, as GPT-NeoX's preprocess_data.py does; dedup keeps them).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Corpus shards -> GPT-NeoX token files, streaming and parallel; per-shard files -> one file.
 
 What GPT-NeoX's tools/preprocess_data.py --append-eod writes: every document, in order, becomes
-one item of its token ids followed by `<|endoftext|>`. An empty document becomes the EOD alone
-(GPT-NeoX's reader drops empty documents; keeping them keeps document counts equal to the
-corpus's) and is counted.
+one item of its token ids followed by `<|endoftext|>`. Empty documents are counted and dropped,
+as GPT-NeoX's reader does (`filter(lambda x: x, ...)` in preprocess_data.py): an item for them
+would shift every later document index and so the whole data order away from Pythia's.
 
 Speed: the BPE runs in `tokenizers`' Rust thread pool (`encode_batch_fast`, the GIL released)
 on one batch while this thread parses the next batch and writes the previous one, so all cores
@@ -92,7 +92,7 @@ def tokenize_files(
         Progress("tokenize", unit="docs", interval=progress_interval) as progress,
     ):
         pending: deque = deque()
-        for batch in _batches(doc.text for doc in docs):
+        for batch in _batches(doc.text for doc in docs if doc.text):
             pending.append(encoder.submit(tokenizer.encode_batch_fast, batch))
             if len(pending) > QUEUED:
                 write(pending.popleft().result())
