@@ -7,6 +7,7 @@ torn write. Directories are published the same way: build in `NAME.tmp-*`, then 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -28,6 +29,26 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_leftover_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporaries (`.NAME.*.tmp`) that earlier writers of `path` left when killed
+    (SIGKILL, OOM, a node failure) before they could clean up; returns what was removed.
+
+    Only for targets with one writer at a time, such as a job's own outputs: a concurrent writer's
+    temporary would be removed too. The big streaming writers (token files, deduplicated shards)
+    call it, as a killed Pile-scale job can leave tens of GB behind.
+    """
+    path = Path(path)
+    pattern = os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")
+    removed = [Path(p) for p in glob.glob(pattern)]
+    for leftover in removed:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    return removed
 
 
 @contextlib.contextmanager

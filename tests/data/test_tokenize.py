@@ -168,3 +168,32 @@ def test_parallel_workers_same_bytes(tmp_path, bpe_path):
     for ext in (".bin", ".idx"):
         assert (tmp_path / f"w1{ext}").read_bytes() == (tmp_path / f"w2{ext}").read_bytes()
     assert read_items(tmp_path / "w1") == expected_items(bpe_path, texts)
+
+
+def test_killed_run_leaves_nothing_published_and_rerun_clears_its_temporary(tmp_path, bpe_path):
+    """SIGKILL mid-write: no .bin/.idx under the final names; the rerun removes the dead run's
+    temporary .bin (tens of GB at Pile scale) and writes the same bytes as an undisturbed run."""
+    import os
+    import signal
+    import time
+
+    texts = [f"document {i} " + "words and more words " * (50 + i % 100) for i in range(2000)]
+    shard = write_shard(tmp_path / "s.jsonl", texts)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pythia_repro.cli", "tokenize", "--input", shard,
+               "--tokenizer", str(bpe_path), "--output-prefix", str(out / "t")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and list(out.glob(".t.bin.*.tmp"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "tokenize ended before it was killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    leftover = list(out.glob(".t.bin.*.tmp"))
+    assert leftover and not (out / "t.bin").exists() and not (out / "t.idx").exists()
+
+    subprocess.run(command, check=True, capture_output=True)
+    assert not list(out.glob(".*.tmp")), "the killed run's temporary is still there"
+    tokenize.tokenize_files([shard], bpe_path, tmp_path / "undisturbed" / "t")
+    for ext in (".bin", ".idx"):
+        assert (out / f"t{ext}").read_bytes() == (tmp_path / "undisturbed" / f"t{ext}").read_bytes()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pythia_repro.atomic import atomic_file
+from pythia_repro.atomic import atomic_file, remove_leftover_temporaries
 
 _MAGIC = b"MMIDIDX\x00\x00"
 _VERSION = 1
@@ -167,6 +167,7 @@ class IndexedDatasetBuilder:
             raise ValueError(f"token dtype {self.dtype} has no GPT-NeoX dtype code")
         self.bin_path = Path(bin_path)
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftover_temporaries(self.bin_path)  # of a killed earlier run; this job owns the file
         self._tmp = self.bin_path.parent / f".{self.bin_path.name}.{secrets.token_hex(4)}.tmp"
         # Created 0666 less the umask, like any published file (mkstemp's 0600 would lock out a group).
         self._file = os.fdopen(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")

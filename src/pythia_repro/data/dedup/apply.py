@@ -12,7 +12,7 @@ from typing import IO
 import numpy as np
 import zstandard
 
-from pythia_repro.atomic import atomic_file
+from pythia_repro.atomic import atomic_file, remove_leftover_temporaries
 from pythia_repro.data.corpus import open_text
 from pythia_repro.data.dedup.clusters import KEEP_FORMAT
 from pythia_repro.data.dedup.files import _npz_arrays
@@ -21,6 +21,7 @@ from pythia_repro.data.dedup.minhash import DedupError
 
 @contextlib.contextmanager
 def _atomic_compressed(path: Path) -> Iterator[IO[bytes]]:
+    remove_leftover_temporaries(path)  # of a killed earlier run; this job owns the file
     with atomic_file(path, "wb") as raw:
         if path.suffix == ".zst":
             with zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False) as out:
