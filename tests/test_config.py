@@ -119,3 +119,17 @@ def test_source_dependent_keys_are_required() -> None:
     cfg["tokenizer"] = {"source": "file"}
     with pytest.raises(ConfigError, match="tokenizer.path: required when tokenizer.source is file"):
         load_suite(cfg)
+
+
+def test_approx_parameters_tracks_the_real_count() -> None:
+    """The rules' memory requests use a torch-free count; it must stay near the models' real size."""
+    suite = load_suite(REPO / "config" / "pythia.yaml")
+    published = {"pythia-70m": 70_426_624, "pythia-1b": 1_011_781_632, "pythia-12b": 11_846_072_320}
+    for model, count in published.items():
+        assert abs(suite.approx_parameters(model) - count) / count < 0.01, model
+    default = load_suite(REPO / "config" / "config.yaml")
+    # A trained BPE's vocabulary, not GPT-NeoX-20B's, sizes the default suite's embeddings.
+    spec = default.models[0]
+    d, layers = spec.shape["d_model"], spec.shape["layers"]
+    embeddings = 2 * default.vocab_size(spec.size, default.config["tokenizer"]["vocab_size"]) * d
+    assert embeddings < default.approx_parameters(spec.name) < embeddings + 13 * d * d * layers

@@ -229,6 +229,17 @@ class Suite:
     def vocab_size(self, size: str, tokenizer_size: int = NEOX_TOKENIZER_SIZE) -> int:
         return padded_vocab_size(tokenizer_size, self.size_shape(size)["model_parallel"])
 
+    def approx_parameters(self, model: str) -> int:
+        """A model's parameter count as the rules' memory requests need it, without torch: a
+        GPT-NeoX-shaped count (untied embeddings, 12d² + 13d per layer) of the padded vocabulary;
+        a tokenizer file or Hub tokenizer is taken to be GPT-NeoX-20B's size."""
+        spec = self.model(model)
+        d, layers = spec.shape["d_model"], spec.shape["layers"]
+        tokenizer = self.config["tokenizer"]
+        tokenizer_size = tokenizer["vocab_size"] if tokenizer["source"] == "train" else NEOX_TOKENIZER_SIZE
+        vocab = self.vocab_size(spec.size, tokenizer_size)
+        return 2 * vocab * d + layers * (12 * d * d + 13 * d)
+
     def _build_models(self) -> list[ModelSpec]:
         prefix = self.config["name_prefix"]
         specs: list[ModelSpec] = []

@@ -27,7 +27,7 @@ def evaluate_targets():
 
 def eval_mem_mb(wildcards):
     """The exported weights, activations and the harness; ~1.5x the checkpoint plus runtime."""
-    return 4000 + 3 * EXPORT_BYTES * approx_params(wildcards.model) // (2 * 2**20)
+    return 4000 + 3 * EXPORT_BYTES * SUITE.approx_parameters(wildcards.model) // (2 * 2**20)
 
 
 rule eval_tasks:

@@ -28,18 +28,11 @@ def segment_done(wildcards):
     return f"{ROOT}/models/{wildcards.model}/segments/end{end}.json"
 
 
-def approx_params(model):
-    shape = SUITE.model(model).shape
-    d, layers = shape["d_model"], shape["layers"]
-    vocab = SUITE.vocab_size(SUITE.model(model).size)
-    return 2 * vocab * d + layers * (12 * d * d + 13 * d)
-
-
 def export_mem_mb(wildcards):
     """fp32 weights merged from the ZeRO shards (4 B/param) + the exported copy + one optimizer
     shard that zero_to_fp32 holds while reading it (12 B/param / ranks) + the runtime."""
     per_param = 4 + EXPORT_BYTES + 12 / SUITE.training["ranks"]
-    return int(3000 + per_param * approx_params(wildcards.model) / 2**20)
+    return int(3000 + per_param * SUITE.approx_parameters(wildcards.model) / 2**20)
 
 
 def export_targets():

@@ -42,13 +42,7 @@ def train_data(wildcards):
 def train_mem_mb(wildcards):
     """Host memory per job: fp32 weights, grads and Adam state (~20 bytes/param) per rank, plus
     a fixed allowance for the Python/DeepSpeed/transformers runtime."""
-    from pythia_repro.models.sizes import NEOX_TOKENIZER_SIZE
-
-    shape = SUITE.model(wildcards.model).shape
-    d, layers = shape["d_model"], shape["layers"]
-    vocab = SUITE.config["tokenizer"].get("vocab_size", NEOX_TOKENIZER_SIZE)
-    params = 2 * vocab * d + layers * (12 * d * d + 13 * d)
-    return RANKS * (1500 + 20 * params // 2**20)
+    return RANKS * (1500 + 20 * SUITE.approx_parameters(wildcards.model) // 2**20)
 
 
 def train_targets():
