@@ -4,12 +4,16 @@ Uses the local single-node cluster of tests/slurm/harness.py. The first job gets
 signal (SIGUSR1, here raised by the trainer's debug hook on both ranks after step 2): it must
 checkpoint off the schedule and fail with exit code 75; resubmitting the same command finishes
 the segment from that checkpoint. (2 ranks = 1 rank numerically: test_multirank.py.)
+A one-rank job gets a real SLURM signal (scancel --signal=USR1, delivered to job steps as the
+profile's --signal=USR1@600 is): the trainer, in its own srun step, checkpoints; the batch shell,
+where the Snakemake executor runs a job, is not signalled.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,13 +44,17 @@ def slurm_cluster(tmp_path_factory):
     yield from _harness().session_cluster(tmp_path_factory)
 
 
-def _sbatch(cluster, workdir: Path, command: str, env: dict | None = None) -> tuple[dict, str]:
-    out = workdir / "job.out"
+def _submit(cluster, workdir: Path, command: str, env: dict | None = None, ntasks: int = 2) -> str:
     script = workdir / "job.sh"
     exports = "".join(f"export {k}={v}\n" for k, v in (env or {}).items())
-    script.write_text(f"#!/bin/bash\n#SBATCH --ntasks=2\n#SBATCH --cpus-per-task=1\n{exports}{command}\n")
-    job = cluster.run("sbatch", "--parsable", f"--output={out}", str(script), cwd=workdir).stdout.strip()
-    record = cluster.wait_job(job, timeout=240)
+    script.write_text(f"#!/bin/bash\n#SBATCH --ntasks={ntasks}\n#SBATCH --cpus-per-task=1\n{exports}{command}\n")
+    out = f"--output={workdir / 'job.out'}"
+    return cluster.run("sbatch", "--parsable", out, str(script), cwd=workdir).stdout.strip()
+
+
+def _sbatch(cluster, workdir: Path, command: str, env: dict | None = None) -> tuple[dict, str]:
+    record = cluster.wait_job(_submit(cluster, workdir, command, env), timeout=240)
+    out = workdir / "job.out"
     return record, out.read_text() if out.exists() else ""
 
 
@@ -73,3 +81,32 @@ def test_two_ranks_under_srun_resume_after_sigusr1(slurm_cluster, tmp_path, tiny
     rows = read_metrics(model_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4], "a resumed step was logged twice"
     assert all(r["loss"] > 0 and r["grad_norm"] > 0 for r in rows)
+
+
+def test_one_rank_gets_slurm_signal_in_its_own_step(slurm_cluster, tmp_path, tiny_suite) -> None:
+    # Long enough (thousands of steps) that the signal lands mid-run; no checkpoint until the end.
+    steps = 4000
+    config = tiny_suite(tmp_path / "one", train_iters=steps, segment_steps=steps,
+                        checkpoints={"log_spaced_until": 1, "every": steps})
+    model_dir = load_suite(config).model_dir(MODEL)
+    launch = (f"{sys.executable} -m pythia_repro.cli launch --config {config} --model {MODEL}"
+              f" --until-step {steps} --threads 1 --no-tensorboard")
+    job = _submit(slurm_cluster, tmp_path, f"{launch}\nrc=$?\necho batch shell alive, launch exited $rc\nexit $rc",
+                  ntasks=1)
+
+    metrics = model_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 180
+    while not (metrics.exists() and len(read_metrics(metrics)) >= 3):
+        assert time.monotonic() < deadline, f"training did not start\n{slurm_cluster.logs(30)}"
+        time.sleep(0.2)
+    slurm_cluster.run("scancel", "--signal=USR1", job)  # job steps only, not the batch step
+    record = slurm_cluster.wait_job(job, timeout=240)
+    log = (tmp_path / "job.out").read_text()
+
+    assert "[launch] srun --ntasks=1 --cpus-per-task=1" in log, log
+    assert f"batch shell alive, launch exited {PREEMPTED}" in log, (record, log)
+    assert record["JobState"] == "FAILED" and record["ExitCode"].startswith(f"{PREEMPTED}:"), (record, log)
+    ckpts = complete_checkpoints(model_dir / "checkpoints")
+    signal_steps = [step for step, manifest in ckpts.items() if manifest["scheduled"] is False]
+    assert len(signal_steps) == 1 and 3 <= signal_steps[0] < steps, (sorted(ckpts), log)
+    assert not (model_dir / f"segments/end{steps}.json").exists()

@@ -173,11 +173,18 @@ def test_expand_hostlist() -> None:
     assert expand_hostlist("a[8-10]-ib") == ["a8-ib", "a9-ib", "a10-ib"]
 
 
-def test_launcher_choice_and_commands() -> None:
-    assert choose_launcher(1, {"SLURM_JOB_ID": "1"}) == "none"
+def test_launcher_choice_and_commands(monkeypatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
+    # In an allocation even one rank gets its own srun step (SLURM signals steps, not the batch step).
+    assert choose_launcher(1, {"SLURM_JOB_ID": "1"}) == "slurm"
+    assert choose_launcher(4, {"SLURM_JOB_ID": "1"}) == "slurm"
+    assert choose_launcher(1, {}) == "none"
     assert choose_launcher(4, {}) == "torchrun"
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert choose_launcher(1, {"SLURM_JOB_ID": "1"}) == "none"
     worker = ["train", "--config", "c.yaml", "--model", "m"]
     srun = launch_command("slurm", 4, worker)
     assert srun[:3] == ["srun", "--ntasks=4", "--kill-on-bad-exit=1"] and srun[-5:] == worker
+    assert launch_command("slurm", 2, worker, cpus_per_task=8)[:3] == ["srun", "--ntasks=2", "--cpus-per-task=8"]
     torchrun = launch_command("torchrun", 2, worker)
     assert "--nproc-per-node=2" in torchrun and torchrun[-7:] == ["-m", "pythia_repro.cli", *worker]

@@ -67,10 +67,12 @@ rule train_segment:
     resources:
         mem_mb=train_mem_mb,
         tasks=RANKS,
-        cpus_per_task=THREADS_PER_RANK,
+        cpus_per_task=lambda wildcards, threads: max(1, threads // RANKS),
         **({"gpu": RANKS} if ON_GPU else {}),
-        # Several ranks: `launch` runs srun itself, so the SLURM executor must not wrap it in one.
-        **({"mpi": "srun"} if RANKS > 1 else {}),
+        # In SLURM `launch` starts the ranks with srun itself (one rank too), so the executor must
+        # not wrap the job in a one-task srun: the job runs in the batch step, the ranks in their
+        # own step, and only they get the pre-timeout signal of the profile's --signal.
+        mpi="srun",
     params:
         threads=lambda wildcards, threads: max(1, threads // RANKS),
     shell:

@@ -56,7 +56,7 @@ def _launch(args: argparse.Namespace) -> int:
         if ranks != 1:
             raise ValueError(f"--launcher none runs one rank in this process, but {ranks} ranks were asked for")
         return _train(args)
-    command = launch_command(launcher, ranks, _worker_args(args))
+    command = launch_command(launcher, ranks, _worker_args(args), cpus_per_task=args.threads)
     print("[launch] " + " ".join(command), file=sys.stderr, flush=True)
     save_dir = suite.model_dir(args.model) / "checkpoints"
     before = complete_checkpoints(save_dir)

@@ -5,8 +5,8 @@ A worker (`pythia-repro train`) learns its rank from the launcher's environment:
 - `srun` (one task per rank): SLURM_PROCID, SLURM_STEP_NUM_TASKS (or SLURM_NTASKS),
   SLURM_LOCALID, master = the step's first node, port derived from the job id;
 - nothing: a single rank in this process.
-`launch_command` picks the launcher for a job of N ranks: srun inside a SLURM allocation,
-torchrun on one machine, or none for a single rank.
+`choose_launcher` picks the launcher for a job of N ranks: srun inside a SLURM allocation (one
+rank too), torchrun for several ranks on one machine, or none for a single rank.
 """
 
 from __future__ import annotations
@@ -114,21 +114,26 @@ def free_port() -> int:
 
 
 def choose_launcher(ranks: int, env: dict | None = None) -> str:
-    """srun inside a SLURM allocation, torchrun for several local ranks, none for one rank."""
+    """srun inside a SLURM allocation, else torchrun for several ranks and none for one rank.
+
+    One rank runs under srun too: SLURM's pre-timeout signal (`--signal=USR1@600`) goes to the
+    job's steps, not to its batch step, so the trainer in its own step gets it while Snakemake,
+    which runs the job in the batch step, is left alone.
+    """
     env = os.environ if env is None else env
-    if ranks <= 1:
-        return "none"
     if env.get("SLURM_JOB_ID") and shutil.which("srun"):
         return "slurm"
-    return "torchrun"
+    return "none" if ranks <= 1 else "torchrun"
 
 
-def launch_command(launcher: str, ranks: int, worker_args: list[str]) -> list[str]:
+def launch_command(launcher: str, ranks: int, worker_args: list[str], cpus_per_task: int | None = None) -> list[str]:
     """The command that starts `ranks` workers running `pythia-repro <worker_args>`."""
     module = [sys.executable, "-m", "pythia_repro.cli", *worker_args]
     if launcher == "slurm":
         # One task per rank; a failed rank takes the step down instead of hanging the others.
-        return ["srun", f"--ntasks={ranks}", "--kill-on-bad-exit=1", *module]
+        # CPUs per task explicitly: srun does not take them from the allocation (Slurm >= 22.05).
+        cpus = [f"--cpus-per-task={cpus_per_task}"] if cpus_per_task else []
+        return ["srun", f"--ntasks={ranks}", *cpus, "--kill-on-bad-exit=1", *module]
     if launcher == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
                 "-m", "pythia_repro.cli", *worker_args]
