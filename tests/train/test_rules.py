@@ -57,6 +57,8 @@ def test_pythia_dag_chains_segments_and_branches_interventions(tmp_path: Path) -
     assert "pile_text_document_train_0_indexmap_147164160ns_2048sl_1234s_shuffle_idx.npy" in first
     assert "--ranks 32" in first and "--until-step 5000" in first and "launch --config" in first
     assert "tasks=32" in first and "mpi=srun" in first and "gpu=32" in first
+    # CPUs per rank come from the resource, not from `threads`, which --cores (here 1) caps.
+    assert "cpus_per_task=8" in first and "--threads 8" in first
 
     second = jobs[f"{models}/pythia-410m/segments/end10000.json"]
     assert f"{models}/pythia-410m/segments/end5000.json" in second

@@ -7,7 +7,8 @@ TRAINING = SUITE.training
 RANKS = TRAINING["ranks"]
 ON_GPU = TRAINING["precision"] != "fp32"  # mixed precision means GPU nodes
 # CPU threads per rank: one on CPU suites (tiny models, several jobs side by side), more on GPU
-# nodes for data loading and the host side of DeepSpeed. A profile's set-threads overrides.
+# nodes for data loading and the host side of DeepSpeed. A profile overrides it with set-resources:
+# train_segment: cpus_per_task.
 THREADS_PER_RANK = 8 if ON_GPU else 1
 
 
@@ -67,14 +68,16 @@ rule train_segment:
     resources:
         mem_mb=train_mem_mb,
         tasks=RANKS,
-        cpus_per_task=lambda wildcards, threads: max(1, threads // RANKS),
+        cpus_per_task=THREADS_PER_RANK,
         **({"gpu": RANKS} if ON_GPU else {}),
         # In SLURM `launch` starts the ranks with srun itself (one rank too), so the executor must
         # not wrap the job in a one-task srun: the job runs in the batch step, the ranks in their
         # own step, and only they get the pre-timeout signal of the profile's --signal.
         mpi="srun",
     params:
-        threads=lambda wildcards, threads: max(1, threads // RANKS),
+        # CPUs per rank from the resource, not from `threads`: a SLURM job's Snakemake caps
+        # `threads` at the CPUs of the batch step's node, which for multi-node jobs is not per rank.
+        threads=lambda wildcards, resources: resources.cpus_per_task,
     shell:
         "{CLI} launch --config {SUITE_CONFIG} --model {wildcards.model} --until-step {wildcards.end}"
         " --ranks {RANKS} --threads {params.threads} > {log} 2>&1"
