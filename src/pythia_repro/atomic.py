@@ -31,9 +31,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def remove_leftover_temporaries(path: str | Path) -> list[Path]:
+def remove_leftover_temporaries(path: str | Path) -> None:
     """Delete the temporaries (`.NAME.*.tmp`) that earlier writers of `path` left when killed
-    (SIGKILL, OOM, a node failure) before they could clean up; returns what was removed.
+    (SIGKILL, OOM, a node failure) before they could clean up.
 
     Only for targets with one writer at a time, such as a job's own outputs: a concurrent writer's
     temporary would be removed too. The big streaming writers (token files, deduplicated shards)
@@ -41,14 +41,9 @@ def remove_leftover_temporaries(path: str | Path) -> list[Path]:
     """
     path = Path(path)
     pattern = os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.tmp")
-    removed = [Path(p) for p in glob.glob(pattern)]
-    for leftover in removed:
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-    return removed
+    for leftover in glob.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leftover)
 
 
 @contextlib.contextmanager
