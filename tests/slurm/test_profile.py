@@ -66,4 +66,6 @@ def test_data_rules_get_their_resources(dry_run):
 def test_train_and_post_rules(dry_run):
     train = _resources(dry_run, "train_segment")
     assert train["tasks_per_gpu"] == "1" and train["runtime"] == "1440"
+    # The pre-timeout signal goes to job steps; `mpi` keeps Snakemake out of them (test_srun.py).
+    assert train["mpi"] == "srun" and "--signal=USR1@600" in train["slurm_extra"]
     assert "Group job post" in dry_run
