@@ -1,4 +1,8 @@
-"""The data stage of the tiny suite through `snakemake --profile <slurm profile>`: every job a SLURM job."""
+"""The data stage of the tiny suite through `snakemake --profile <slurm profile>`: every job a SLURM job.
+
+The run ends with the first training segment of one model: a one-rank job, which reads its time
+limit from SLURM to stop before it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
-# The real workflow, plus one target rule for the whole data stage (data_targets() of data.smk).
+# The real workflow, plus one target rule: the whole data stage (data_targets() of data.smk) and
+# the first segment of one model (train.smk).
+FIRST_SEGMENT = "models/pythia-nano/segments/end4.json"
 WRAPPER = f"""\
 include: "{REPO / "Snakefile"}"
 
@@ -22,6 +28,7 @@ include: "{REPO / "Snakefile"}"
 rule data_stage:
     input:
         data_targets(),
+        f"{{ROOT}}/{FIRST_SEGMENT}",
 """
 
 # Jobs of the tiny config (2 shards, standard + deduped, one seed): rule -> count.
@@ -34,6 +41,7 @@ EXPECTED_JOBS = {
     "tokenize_shard": 4,
     "merge_tokens": 2,
     "order": 2,
+    "train_segment": 1,
 }
 
 
@@ -87,3 +95,7 @@ def test_data_stage_runs_as_slurm_jobs(slurm_cluster, slurm_profile, tmp_path):
     for variant in ("standard", "deduped"):
         assert len(list((results / "tiny" / "data" / variant).glob("*_shuffle_idx.npy"))) == 1, variant
     assert (results / "tiny" / "data" / "deduped" / "dedup_report.json").is_file()
+    # the training segment ran as a SLURM job and knew the job's time limit
+    assert (results / "tiny" / FIRST_SEGMENT).is_file()
+    train_log = (results / "tiny" / "logs" / "train" / "pythia-nano" / "end4.log").read_text()
+    assert "[launch] SLURM time limit at" in train_log, train_log[-3000:]

@@ -4,16 +4,14 @@ Uses the local single-node cluster of tests/slurm/harness.py. The first job gets
 signal (SIGUSR1, here raised by the trainer's debug hook on both ranks after step 2): it must
 checkpoint off the schedule and fail with exit code 75; resubmitting the same command finishes
 the segment from that checkpoint. (2 ranks = 1 rank numerically: test_multirank.py.)
-A one-rank job gets a real SLURM signal (scancel --signal=USR1, delivered to job steps as the
-profile's --signal=USR1@600 is): the trainer, in its own srun step, checkpoints; the batch shell,
-where the Snakemake executor runs a job, is not signalled.
+A one-rank job with a 2-minute time limit: `launch` reads the limit from SLURM and, with
+--stop-before-limit 110, the trainer checkpoints and exits 75 about 10 s in, before SLURM kills it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,12 +42,13 @@ def slurm_cluster(tmp_path_factory):
     yield from _harness().session_cluster(tmp_path_factory)
 
 
-def _submit(cluster, workdir: Path, command: str, env: dict | None = None, ntasks: int = 2) -> str:
+def _submit(cluster, workdir: Path, command: str, env: dict | None = None, ntasks: int = 2,
+            sbatch_args: tuple[str, ...] = ()) -> str:
     script = workdir / "job.sh"
     exports = "".join(f"export {k}={v}\n" for k, v in (env or {}).items())
     script.write_text(f"#!/bin/bash\n#SBATCH --ntasks={ntasks}\n#SBATCH --cpus-per-task=1\n{exports}{command}\n")
     out = f"--output={workdir / 'job.out'}"
-    return cluster.run("sbatch", "--parsable", out, str(script), cwd=workdir).stdout.strip()
+    return cluster.run("sbatch", "--parsable", out, *sbatch_args, str(script), cwd=workdir).stdout.strip()
 
 
 def _sbatch(cluster, workdir: Path, command: str, env: dict | None = None) -> tuple[dict, str]:
@@ -83,30 +82,22 @@ def test_two_ranks_under_srun_resume_after_sigusr1(slurm_cluster, tmp_path, tiny
     assert all(r["loss"] > 0 and r["grad_norm"] > 0 for r in rows)
 
 
-def test_one_rank_gets_slurm_signal_in_its_own_step(slurm_cluster, tmp_path, tiny_suite) -> None:
-    # Long enough (thousands of steps) that the signal lands mid-run; no checkpoint until the end.
-    steps = 4000
+def test_one_rank_stops_before_the_slurm_time_limit(slurm_cluster, tmp_path, tiny_suite) -> None:
+    steps = 100_000  # far more than fit in the job; no checkpoint until the end
     config = tiny_suite(tmp_path / "one", train_iters=steps, segment_steps=steps,
                         checkpoints={"log_spaced_until": 1, "every": steps})
     model_dir = load_suite(config).model_dir(MODEL)
     launch = (f"{sys.executable} -m pythia_repro.cli launch --config {config} --model {MODEL}"
-              f" --until-step {steps} --threads 1 --no-tensorboard")
-    job = _submit(slurm_cluster, tmp_path, f"{launch}\nrc=$?\necho batch shell alive, launch exited $rc\nexit $rc",
-                  ntasks=1)
-
-    metrics = model_dir / "metrics.jsonl"
-    deadline = time.monotonic() + 180
-    while not (metrics.exists() and len(read_metrics(metrics)) >= 3):
-        assert time.monotonic() < deadline, f"training did not start\n{slurm_cluster.logs(30)}"
-        time.sleep(0.2)
-    slurm_cluster.run("scancel", "--signal=USR1", job)  # job steps only, not the batch step
+              f" --until-step {steps} --threads 1 --no-tensorboard --stop-before-limit 110")
+    job = _submit(slurm_cluster, tmp_path, launch, ntasks=1, sbatch_args=("--time=2",))
     record = slurm_cluster.wait_job(job, timeout=240)
     log = (tmp_path / "job.out").read_text()
 
-    assert "[launch] srun --ntasks=1 --cpus-per-task=1" in log, log
-    assert f"batch shell alive, launch exited {PREEMPTED}" in log, (record, log)
+    assert "[launch] SLURM time limit at" in log and "[train] time limit near" in log, log[-3000:]
     assert record["JobState"] == "FAILED" and record["ExitCode"].startswith(f"{PREEMPTED}:"), (record, log)
     ckpts = complete_checkpoints(model_dir / "checkpoints")
-    signal_steps = [step for step, manifest in ckpts.items() if manifest["scheduled"] is False]
-    assert len(signal_steps) == 1 and 3 <= signal_steps[0] < steps, (sorted(ckpts), log)
+    stops = [step for step, manifest in ckpts.items() if manifest["scheduled"] is False]
+    assert len(stops) == 1 and 0 < stops[0] < steps, (sorted(ckpts), log[-3000:])
+    assert ckpts[stops[0]]["reason"] == "time limit near"
+    assert len(read_metrics(model_dir / "metrics.jsonl")) == stops[0]
     assert not (model_dir / f"segments/end{steps}.json").exists()

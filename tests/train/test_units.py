@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -10,7 +11,15 @@ import torch
 
 from pythia_repro.models.build import build_model
 from pythia_repro.train.batches import RankBatches, accumulation_steps
-from pythia_repro.train.distributed import DistEnv, choose_launcher, detect, expand_hostlist, launch_command
+from pythia_repro.train.distributed import (
+    DistEnv,
+    choose_launcher,
+    detect,
+    expand_hostlist,
+    launch_command,
+    parse_slurm_time,
+    slurm_job_end_time,
+)
 from pythia_repro.train.optim import param_groups
 from pythia_repro.train.schedule import AnnealingLR, annealing_lr, schedule_for
 from pythia_repro.train.substitution import Substitution, substitution_map
@@ -175,16 +184,22 @@ def test_expand_hostlist() -> None:
 
 def test_launcher_choice_and_commands(monkeypatch) -> None:
     monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}")
-    # In an allocation even one rank gets its own srun step (SLURM signals steps, not the batch step).
-    assert choose_launcher(1, {"SLURM_JOB_ID": "1"}) == "slurm"
+    assert choose_launcher(1, {"SLURM_JOB_ID": "1"}) == "none"
     assert choose_launcher(4, {"SLURM_JOB_ID": "1"}) == "slurm"
-    assert choose_launcher(1, {}) == "none"
     assert choose_launcher(4, {}) == "torchrun"
     monkeypatch.setattr("shutil.which", lambda name: None)
-    assert choose_launcher(1, {"SLURM_JOB_ID": "1"}) == "none"
+    assert choose_launcher(4, {"SLURM_JOB_ID": "1"}) == "torchrun"
     worker = ["train", "--config", "c.yaml", "--model", "m"]
     srun = launch_command("slurm", 4, worker)
     assert srun[:3] == ["srun", "--ntasks=4", "--kill-on-bad-exit=1"] and srun[-5:] == worker
     assert launch_command("slurm", 2, worker, cpus_per_task=8)[:3] == ["srun", "--ntasks=2", "--cpus-per-task=8"]
     torchrun = launch_command("torchrun", 2, worker)
     assert "--nproc-per-node=2" in torchrun and torchrun[-7:] == ["-m", "pythia_repro.cli", *worker]
+
+
+def test_slurm_times() -> None:
+    assert parse_slurm_time("2026-11-23T18:05:12") == datetime(2026, 11, 23, 18, 5, 12).timestamp()
+    assert parse_slurm_time("2026-11-23T18:05:12\n") is not None  # squeue's line end
+    for no_limit in ("N/A", "NONE", "Unknown", ""):
+        assert parse_slurm_time(no_limit) is None
+    assert slurm_job_end_time({}) is None  # not in a SLURM job

@@ -70,10 +70,9 @@ rule train_segment:
         tasks=RANKS,
         cpus_per_task=THREADS_PER_RANK,
         **({"gpu": RANKS} if ON_GPU else {}),
-        # In SLURM `launch` starts the ranks with srun itself (one rank too), so the executor must
-        # not wrap the job in a one-task srun: the job runs in the batch step, the ranks in their
-        # own step, and only they get the pre-timeout signal of the profile's --signal.
-        mpi="srun",
+        # Several ranks: `launch` runs srun itself, so the SLURM executor must not wrap the job in
+        # a one-task srun (the plugin accepts `mpi` only with more than one task).
+        **({"mpi": "srun"} if RANKS > 1 else {}),
     params:
         # CPUs per rank from the resource, not from `threads`: a SLURM job's Snakemake caps
         # `threads` at the CPUs of the batch step's node, which for multi-node jobs is not per rank.

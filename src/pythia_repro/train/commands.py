@@ -12,7 +12,8 @@ def _run_options(args: argparse.Namespace):
     from pythia_repro.train.trainer import RunOptions
 
     return RunOptions(threads=args.threads, peak_flops=args.peak_flops, attention=args.attention,
-                      deterministic=args.deterministic, tensorboard=not args.no_tensorboard)
+                      deterministic=args.deterministic, tensorboard=not args.no_tensorboard,
+                      deadline=args.deadline)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
     if args.until_step is not None:
         out += ["--until-step", str(args.until_step)]
     for flag, value in (("--threads", args.threads), ("--peak-flops", args.peak_flops),
-                        ("--attention", args.attention)):
+                        ("--attention", args.attention), ("--deadline", args.deadline)):
         if value is not None:
             out += [flag, str(value)]
     if args.deterministic is not None:
@@ -50,6 +51,7 @@ def _launch(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.config)
     suite.model(args.model)  # fail here, not in N workers, on a wrong name
+    args.deadline = _deadline(args.stop_before_limit)
     ranks = args.ranks or suite.training["ranks"]
     launcher = choose_launcher(ranks) if args.launcher == "auto" else args.launcher
     if launcher == "none":
@@ -66,6 +68,30 @@ def _launch(args: argparse.Namespace) -> int:
         # terminate the slower ones on the first one's PREEMPTED, which hides the clean stop.
         rc = PREEMPTED
     return rc
+
+
+def _deadline(margin_s: float) -> float | None:
+    """Inside a SLURM job with a time limit: when to checkpoint and stop, `margin_s` before it.
+
+    Read once here and handed to every rank, so they all stop at the same step; no signal is
+    needed, which matters for one-rank jobs: SLURM's --signal would also hit Snakemake's job step.
+    """
+    import time
+    from datetime import datetime
+
+    from pythia_repro.train.distributed import slurm_job_end_time
+
+    end = slurm_job_end_time()
+    if end is None:
+        return None
+    deadline = end - margin_s
+    stamp = datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
+    print(f"[launch] SLURM time limit at {datetime.fromtimestamp(end).isoformat(timespec='seconds')}: "
+          f"checkpointing and stopping at {stamp} if not done", file=sys.stderr, flush=True)
+    if deadline < time.time() + 60:
+        print(f"[launch] warning: the time limit leaves less than a minute after --stop-before-limit "
+              f"{margin_s:g} s; each job will train one step", file=sys.stderr, flush=True)
+    return deadline
 
 
 def _checkpointed_on_signal(before: dict[int, dict], after: dict[int, dict]) -> bool:
@@ -100,6 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(RANK, WORLD_SIZE, ...) or srun (SLURM_PROCID, ...); without them, a single rank.")
     _common(p)
     p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # DeepSpeed launcher
+    p.add_argument("--deadline", type=float,
+                   help="epoch seconds: checkpoint and exit 75 once past it (launch sets it from SLURM)")
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser(
@@ -109,6 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--ranks", type=int, help="data-parallel ranks (default: training.ranks)")
     p.add_argument("--launcher", choices=["auto", "none", "torchrun", "slurm"], default="auto")
+    p.add_argument("--stop-before-limit", type=float, default=600, metavar="SECONDS",
+                   help="inside a SLURM job: checkpoint and exit 75 this long before its time limit "
+                        "(default 600; leave time for one checkpoint of the model)")
     p.set_defaults(handler=_launch)
 
     p = subparsers.add_parser("plot-loss", help="training loss and learning rate of every model of a suite")

@@ -5,8 +5,9 @@ A worker (`pythia-repro train`) learns its rank from the launcher's environment:
 - `srun` (one task per rank): SLURM_PROCID, SLURM_STEP_NUM_TASKS (or SLURM_NTASKS),
   SLURM_LOCALID, master = the step's first node, port derived from the job id;
 - nothing: a single rank in this process.
-`choose_launcher` picks the launcher for a job of N ranks: srun inside a SLURM allocation (one
-rank too), torchrun for several ranks on one machine, or none for a single rank.
+`choose_launcher` picks the launcher for a job of N ranks: srun inside a SLURM allocation,
+torchrun on one machine, or none for a single rank. `slurm_job_end_time` tells when the SLURM
+job hits its time limit, so that training can checkpoint before it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -114,19 +116,42 @@ def free_port() -> int:
 
 
 def choose_launcher(ranks: int, env: dict | None = None) -> str:
-    """srun inside a SLURM allocation, else torchrun for several ranks and none for one rank.
-
-    One rank runs under srun too: SLURM's pre-timeout signal (`--signal=USR1@600`) goes to the
-    job's steps, not to its batch step, so the trainer in its own step gets it while Snakemake,
-    which runs the job in the batch step, is left alone.
-    """
+    """srun inside a SLURM allocation, torchrun for several local ranks, none for one rank."""
     env = os.environ if env is None else env
+    if ranks <= 1:
+        return "none"
     if env.get("SLURM_JOB_ID") and shutil.which("srun"):
         return "slurm"
-    return "none" if ranks <= 1 else "torchrun"
+    return "torchrun"
 
 
-def launch_command(launcher: str, ranks: int, worker_args: list[str], cpus_per_task: int | None = None) -> list[str]:
+def parse_slurm_time(text: str) -> float | None:
+    """A time as squeue prints it ('2026-11-23T18:05:12', local time) in epoch seconds; None for
+    'N/A', 'NONE', 'Unknown' (no time limit, or not known yet)."""
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        return None
+
+
+def slurm_job_end_time(env: dict | None = None) -> float | None:
+    """When this SLURM job reaches its time limit (epoch seconds), asked of squeue once; None
+    outside SLURM, without a limit, or when squeue cannot tell."""
+    env = os.environ if env is None else env
+    job = env.get("SLURM_JOB_ID")
+    if not job or not shutil.which("squeue"):
+        return None
+    try:
+        out = subprocess.run(["squeue", "--noheader", "--jobs", job, "--format", "%e"], env=env,
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_slurm_time(out)
+
+
+def launch_command(
+    launcher: str, ranks: int, worker_args: list[str], cpus_per_task: int | None = None
+) -> list[str]:
     """The command that starts `ranks` workers running `pythia-repro <worker_args>`."""
     module = [sys.executable, "-m", "pythia_repro.cli", *worker_args]
     if launcher == "slurm":

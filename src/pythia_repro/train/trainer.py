@@ -5,8 +5,9 @@
 resumes from the model's latest complete checkpoint (an intervention's first segment starts from
 its base model's checkpoint at the branch step), trains step by step on GPT-NeoX's data order,
 checkpoints on the suite's schedule and at `until_step`, and finally writes the segment marker
-`{model_dir}/segments/end{until_step}.json`. SIGTERM/SIGUSR1 (SLURM's warning before the time
-limit) make it checkpoint at the current step and exit with PREEMPTED, so the rerun continues.
+`{model_dir}/segments/end{until_step}.json`. SIGTERM/SIGUSR1, or reaching `RunOptions.deadline`
+(`launch` sets it before a SLURM job's time limit), make it checkpoint at the current step and
+exit with PREEMPTED, so the rerun continues.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pythia_repro.train.optim import build_optimizer
 from pythia_repro.train.schedule import AnnealingLR, schedule_for
 from pythia_repro.train.substitution import Substitution, substitution_map
 
-PREEMPTED = 75  # EX_TEMPFAIL: stopped early on a signal, with a checkpoint; rerun to continue
+PREEMPTED = 75  # EX_TEMPFAIL: stopped early (signal, time limit) with a checkpoint; rerun to continue
 # Test hook: "STEP:SIGNAL" makes the trainer send itself SIGNAL right after finishing STEP.
 DEBUG_SIGNAL_ENV = "PYTHIA_REPRO_DEBUG_SIGNAL"
 
@@ -46,6 +47,7 @@ class RunOptions:
     attention: str | None = None  # sdpa | flash_attention_2 | eager; auto when None
     deterministic: bool | None = None  # torch deterministic algorithms; on by default on CPU
     tensorboard: bool = True
+    deadline: float | None = None  # epoch seconds: checkpoint and stop (PREEMPTED) once past it
 
 
 def segment_marker(suite: Suite, model: str, end: int) -> Path:
@@ -100,25 +102,31 @@ def deepspeed_config(training: dict, world_size: int, num_params: int, device: t
 
 
 class _StopFlag:
-    """Remembers a SIGTERM/SIGUSR1 so the loop can checkpoint at the end of the current step."""
+    """Remembers a SIGTERM/SIGUSR1, or notices the deadline (a job's time limit less a margin),
+    so the loop can checkpoint at the end of the current step."""
 
-    def __init__(self) -> None:
-        self.signum: int | None = None
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.reason: str | None = None
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
-        self.signum = signum
-        print(f"[train] received {signal.Signals(signum).name}: checkpointing after this step",
-              file=sys.stderr, flush=True)
+        self._stop(f"signal {signal.Signals(signum).name}")
+
+    def _stop(self, reason: str) -> None:
+        self.reason = reason
+        print(f"[train] {reason}: checkpointing after this step", file=sys.stderr, flush=True)
 
     def agreed(self, dist_env: DistEnv, device: torch.device) -> bool:
-        """Whether any rank was signalled (ranks may get the signal a step apart)."""
+        """Whether any rank was signalled or saw the deadline (ranks may do so a step apart)."""
+        if self.reason is None and self.deadline is not None and time.time() >= self.deadline:
+            self._stop("time limit near")
         if dist_env.world_size == 1:
-            return self.signum is not None
+            return self.reason is not None
         import torch.distributed as dist
 
-        flag = torch.tensor([1.0 if self.signum is not None else 0.0], device=device)
+        flag = torch.tensor([1.0 if self.reason is not None else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
@@ -314,7 +322,7 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
     progress = ProgressLine(model_name, start, until_step, training["log_every"]) if rank == 0 else None
     if source is None and 0 in schedule:
         save(0, None, "schedule")
-    stop, debug = _StopFlag(), _debug_signal()
+    stop, debug = _StopFlag(options.deadline), _debug_signal()
     tokens_per_step = suite.global_batch_size * suite.seq_length
     step, loss_value = start, None
     try:
@@ -347,10 +355,11 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
             if saved:
                 save(step, loss_value, "schedule" if step in schedule else "segment end")
             if step < until_step and stop.agreed(dist_env, device):
+                reason = stop.reason or "stop agreed with the other ranks"
                 if not saved:
-                    save(step, loss_value, f"signal {signal.Signals(stop.signum or signal.SIGTERM).name}")
+                    save(step, loss_value, reason)
                 if rank == 0:
-                    _log(model_name, f"stopped at step {step} on a signal; rerun to continue")
+                    _log(model_name, f"stopped at step {step} ({reason}); rerun to continue")
                 return PREEMPTED
     finally:
         if metrics is not None:
