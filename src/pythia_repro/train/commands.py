@@ -63,8 +63,8 @@ def _launch(args: argparse.Namespace) -> int:
     save_dir = suite.model_dir(args.model) / "checkpoints"
     before = complete_checkpoints(save_dir)
     rc = run_launcher(command)
-    if rc not in (0, PREEMPTED) and _checkpointed_on_signal(before, complete_checkpoints(save_dir)):
-        # The ranks exit one by one after their signal checkpoint; srun's --kill-on-bad-exit may
+    if rc not in (0, PREEMPTED) and _stopped_with_checkpoint(before, complete_checkpoints(save_dir)):
+        # The ranks exit one by one after their stop checkpoint; srun's --kill-on-bad-exit may
         # terminate the slower ones on the first one's PREEMPTED, which hides the clean stop.
         rc = PREEMPTED
     return rc
@@ -94,8 +94,9 @@ def _deadline(margin_s: float) -> float | None:
     return deadline
 
 
-def _checkpointed_on_signal(before: dict[int, dict], after: dict[int, dict]) -> bool:
-    """Whether this launch ended with a new, complete, off-schedule (signal) checkpoint."""
+def _stopped_with_checkpoint(before: dict[int, dict], after: dict[int, dict]) -> bool:
+    """Whether this launch ended with a new, complete, off-schedule checkpoint (a signal or the
+    time limit stopped it)."""
     new = sorted(set(after) - set(before))
     return bool(new) and after[new[-1]].get("scheduled") is False
 
