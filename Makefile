@@ -1,4 +1,5 @@
-# Two entry points: `make run` (default config end to end) and `make test`.
+# Two entry points: `make run` (default config end to end) and `make test`;
+# `make test-fast` is the edit-test loop (no slow or SLURM tests).
 PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 CLI     := .venv/bin/pythia-repro
@@ -7,7 +8,7 @@ CORES   ?= 2
 # Rules call `pythia-repro`; put the venv's CLI on PATH for Snakemake and its jobs.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast slurm lint bench clean
 
 setup: .venv/.installed
 
@@ -22,11 +23,20 @@ setup: .venv/.installed
 run: setup
 	.venv/bin/snakemake --profile profiles/local --configfile $(CONFIG) --cores $(CORES)
 
-test: setup
+test: setup slurm
 	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not slurm" tests
+
+# The SLURM tests' local cluster needs slurm-wlm and munge: installed here as root with apt-get
+# (a no-op once installed); elsewhere the SLURM tests fail with the install hint.
+slurm:
+	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then bash tests/slurm/install_slurm.sh; fi
 
 lint: setup
 	.venv/bin/ruff check src tests bench
+	.venv/bin/snakefmt --check Snakefile workflow/rules
 
 clean:
 	rm -rf results .snakemake

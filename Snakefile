@@ -1,6 +1,10 @@
 # pythia-repro: a Pythia-style model suite as one Snakemake DAG.
 # Thin on purpose: config + validation, the stage rule files, and the target list.
+from snakemake.utils import min_version
+
 from pythia_repro.config import load_suite
+
+min_version("8.0")
 
 
 # The embedded default applies only when no --configfile is given: loaded unconditionally, Snakemake
@@ -14,13 +18,30 @@ SUITE = load_suite(dict(config))  # schema validation; a bad key stops the DAG b
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    shard=r"\d+",
+    variant="standard|deduped",
+    seed=r"\d+",
+    model=MODEL_NAMES,
+    step=r"\d+",
+    end=r"\d+",
+    data=r"(standard|deduped)(-seed\d+)?",
+    a=r"\d+",
+    b=r"\d+",
+    slice=r"\d+",
+    slices=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -16,7 +16,7 @@ job's own split into model load and evaluation; then the answers compared, aggre
 every document's loglikelihood, which must be identical.
 
 The checkpoint is a real DeepSpeed checkpoint of a suite size (default `micro`, gpt-neox) made
-like the trainer makes it (tests/export/ckpt_factory.py), after one optimizer step: throughput
+like the trainer makes it (pythia_repro.testing.checkpoints), after one optimizer step: throughput
 does not depend on how well the model is trained.
 """
 
@@ -32,10 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "export"))
+from pythia_repro.testing import checkpoints as ckpt_factory
 
-import ckpt_factory  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def offline_env() -> dict:
@@ -71,12 +70,12 @@ def build(work: Path, size: str, docs: int, batch_size: int, seq_length: int) ->
     )
     suite = load_suite(config)
     texts = heldout_docs(docs)
-    ckpt_factory.write_tokenizer(suite.tokenizer_path, vocab_size=4096, texts=texts)
-    heldout = suite.data_dir() / "corpus" / "heldout.jsonl"
+    ckpt_factory.write_tokenizer(suite.layout.tokenizer, vocab_size=4096, texts=texts)
+    heldout = suite.layout.heldout_file
     heldout.write_text("".join(json.dumps({"text": t, "meta": {"pile_set_name": "heldout"}}) + "\n" for t in texts))
     model = suite.models[0].name
     ckpt_factory.make_checkpoints(config, [dict(model=model, step=8, zero_stage=1)])
-    model_dir = work / "export" / model / "step8"
+    model_dir = suite.layout.export_dir(model, 8)
     export_suite_checkpoint(suite, model, 8, model_dir)
     tasks_dir = work / "tasks"
     write_task_dir(suite, tasks_dir)

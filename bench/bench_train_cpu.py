@@ -54,16 +54,16 @@ def prepare(config: Path, root: Path, steps: int) -> tuple[Path, str]:
     cfg["training"].update(train_iters=steps, segment_steps=steps,
                            checkpoints={"log_spaced_until": 0, "every": steps})
     suite = load_suite(cfg)
-    biggest = max(suite.models, key=lambda m: m.shape["layers"] * m.shape["d_model"] ** 2)
+    biggest = max(suite.models, key=lambda m: m.shape.layers * m.shape.d_model ** 2)
     cfg["models"] = [{"size": biggest.size, "data": [biggest.data]}]
     path = root / "suite.yaml"
     path.write_text(yaml.safe_dump(cfg))
     suite = load_suite(path)
 
-    vocab_size = cfg["tokenizer"].get("vocab_size", 4096)
+    vocab_size = suite.tokenizer.vocab_size
     vocab = {"<|endoftext|>": 0, "<|padding|>": 1, **{f"t{i}": i for i in range(2, vocab_size)}}
-    suite.tokenizer_path.parent.mkdir(parents=True, exist_ok=True)
-    Tokenizer(models.WordLevel(vocab, unk_token="<|padding|>")).save(str(suite.tokenizer_path))
+    suite.layout.tokenizer.parent.mkdir(parents=True, exist_ok=True)
+    Tokenizer(models.WordLevel(vocab, unk_token="<|padding|>")).save(str(suite.layout.tokenizer))
     prefix = suite.data_prefix(biggest.data)
     rng = np.random.default_rng(0)
     with IndexedDatasetBuilder(str(prefix) + ".bin", np.uint16) as builder:
@@ -101,7 +101,7 @@ def plain_worker(config: Path, model_name: str, threads: int) -> dict:
     scheduler = AnnealingLR(optimizer, **schedule_for(training, spec.shape))
     order = TrainingOrder(suite.data_prefix(spec.data), suite.train_iters, suite.global_batch_size,
                           suite.seq_length, spec.seed, num_samples=suite.num_samples)
-    micro = training.get("micro_batch_size") or suite.global_batch_size
+    micro = training.micro_batch_size or suite.global_batch_size
     batches = RankBatches(order, suite.global_batch_size, micro, 0, 1, torch.device("cpu"))
     rows = []
     for step in range(suite.train_iters):
@@ -113,7 +113,7 @@ def plain_worker(config: Path, model_name: str, threads: int) -> dict:
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1))
             (loss / len(micro_batches)).backward()
             total += loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), training["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
@@ -142,12 +142,12 @@ def run_side(side: str, config: Path, model: str, threads: int, workdir: Path) -
         from pythia_repro.config import load_suite
         from pythia_repro.train.metrics import read_metrics
 
-        metrics = load_suite(config).model_dir(model) / "metrics.jsonl"
-        rows = read_metrics(metrics)
-        metrics.unlink()  # the next thread count starts fresh
+        layout = load_suite(config).layout
+        rows = read_metrics(layout.metrics(model))
+        layout.metrics(model).unlink()  # the next thread count starts fresh
         import shutil
 
-        shutil.rmtree(metrics.parent / "checkpoints")
+        shutil.rmtree(layout.checkpoints_dir(model))
     else:
         rows = json.loads(proc.stdout)["rows"]
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -182,14 +182,15 @@ def main() -> None:
         config, model = prepare(args.config, Path(tmp), args.steps)
         suite = load_suite(config)
         spec = suite.model(model)
-        params = count_parameters(meta_model(spec.arch, spec.shape, suite.vocab_size(spec.size, 4096), 128))
+        vocab = spec.shape.padded_vocab(suite.tokenizer.vocab_size)
+        params = count_parameters(meta_model(spec.arch, spec.shape, vocab, 128))
         tokens_per_step = suite.global_batch_size * suite.seq_length
         lines = [
             "# Training throughput on CPU: DeepSpeed trainer vs plain PyTorch loop",
             "",
             f"Model `{model}` ({spec.arch}, {params:,} parameters), global batch {suite.global_batch_size} x "
-            f"{suite.seq_length} tokens (micro-batch {suite.training.get('micro_batch_size')}), "
-            f"{args.steps} steps, {suite.training['precision']}, ZeRO stage {suite.training['zero_stage']}, "
+            f"{suite.seq_length} tokens (micro-batch {suite.training.micro_batch_size}), "
+            f"{args.steps} steps, {suite.training.precision}, ZeRO stage {suite.training.zero_stage}, "
             f"deterministic algorithms on both sides. Machine: {platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}.",
             f"Median step time over steps {WARMUP_STEPS + 1}..{args.steps}, best of {args.repeat} interleaved runs "

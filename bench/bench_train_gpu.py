@@ -34,17 +34,18 @@ def worker(size: str, micro_batch: int, steps: int, warmup: int, checkpointing: 
            peak_override: float | None) -> dict:
     import torch
 
-    from pythia_repro.config import ModelSpec
+    from pythia_repro.config import CheckpointSchedule, ModelSpec, TrainingSection
     from pythia_repro.models.sizes import SIZES
     from pythia_repro.train.metrics import peak_flops
     from pythia_repro.train.trainer import RunOptions, build_engine, setup_runtime, train_step
 
     _, device = setup_runtime(RunOptions(deterministic=False))
-    training = {"train_iters": 143000, "global_batch_size": micro_batch, "micro_batch_size": micro_batch,
-                "warmup_fraction": 0.01, "weight_decay": 0.1, "adam_beta1": 0.9, "adam_beta2": 0.95,
-                "adam_eps": 1e-8, "grad_clip": 1.0, "precision": "bf16", "zero_stage": 1,
-                "activation_checkpointing": checkpointing}
-    spec = ModelSpec(f"pythia-{size}", size, "gpt-neox", "standard", 1234, dict(SIZES[size]))
+    training = TrainingSection(
+        train_iters=143000, global_batch_size=micro_batch, micro_batch_size=micro_batch, warmup_fraction=0.01,
+        weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, grad_clip=1.0, precision="bf16",
+        zero_stage=1, activation_checkpointing=checkpointing, ranks=1, device="cuda",
+        checkpoints=CheckpointSchedule(log_spaced_until=512, every=1000), log_every=10)
+    spec = ModelSpec(f"pythia-{size}", size, "gpt-neox", "standard", 1234, SIZES[size])
     built = build_engine(spec, training, SEQ, VOCAB, device, world_size=1)
     generator = torch.Generator(device=device).manual_seed(0)
     times = []

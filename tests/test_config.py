@@ -73,7 +73,7 @@ def test_pythia_schedule() -> None:
     assert suite.num_samples == 147_164_160  # ceil(143000 * 1024 * 1.005)
     names = [m.name for m in suite.models]
     assert "pythia-70m" in names and "pythia-12b-deduped" in names and len(names) == 17
-    assert suite.model("pythia-12b").shape["init"] == "normal"
+    assert suite.model("pythia-12b").shape.init == "normal"
     assert suite.segment_ends("pythia-70m")[:2] == [5000, 10000] and suite.segment_ends("pythia-70m")[-1] == 143000
 
 
@@ -88,7 +88,7 @@ def test_intervention_branches_at_a_checkpoint_before_the_end() -> None:
 
 def test_defaults_are_filled() -> None:
     suite = load_suite(DEFAULT)
-    assert suite.training["adam_beta2"] == 0.95 and suite.training["grad_clip"] == 1.0
+    assert suite.training.adam_beta2 == 0.95 and suite.training.grad_clip == 1.0
     assert suite.config["upload"]["target"] == "mirror"
     assert suite.root == Path("results") / "mini"
 
@@ -130,6 +130,6 @@ def test_approx_parameters_tracks_the_real_count() -> None:
     default = load_suite(REPO / "config" / "config.yaml")
     # A trained BPE's vocabulary, not GPT-NeoX-20B's, sizes the default suite's embeddings.
     spec = default.models[0]
-    d, layers = spec.shape["d_model"], spec.shape["layers"]
-    embeddings = 2 * default.vocab_size(spec.size, default.config["tokenizer"]["vocab_size"]) * d
+    d, layers = spec.shape.d_model, spec.shape.layers
+    embeddings = 2 * spec.shape.padded_vocab(default.tokenizer.vocab_size) * d
     assert embeddings < default.approx_parameters(spec.name) < embeddings + 13 * d * d * layers

@@ -1,13 +1,16 @@
-"""The suite specification: one validated config, and everything derived from it.
+"""The suite specification: one validated config, turned into typed sections, and what derives from it.
 
-Sizes, model names, checkpoint steps, training segments and output paths are computed here
-and only here, so the Snakefile, the CLI verbs and the tests agree on them by construction.
+`load_suite(path)` validates the YAML against the JSON schema (which fills every default), then
+builds frozen dataclasses per section (`suite.training.train_iters`, `suite.evaluate.tasks`, ...)
+so no code downstream re-defaults a key. Sizes, model names, checkpoint steps and training
+segments are derived here, on those objects; every on-disk name comes from `suite.layout`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -17,15 +20,17 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pythia_repro.models.sizes import NEOX_TOKENIZER_SIZE, SIZES, padded_vocab_size
+from pythia_repro.data.dedup.minhash import DedupParams
+from pythia_repro.data.order import gpt_neox_num_samples
+from pythia_repro.data.synthetic import SyntheticSpec
+from pythia_repro.errors import PythiaReproError
+from pythia_repro.layout import Layout
+from pythia_repro.models.sizes import NEOX_TOKENIZER_SIZE, SIZES, Shape
 
 VARIANTS = ("standard", "deduped")
-# GPT-NeoX names the token files after the Pile's single text field; keeping it makes our
-# index maps land under the exact file names GPT-NeoX would look for.
-DATA_PREFIX_NAME = "pile_text_document"
 
 
-class ConfigError(ValueError):
+class ConfigError(PythiaReproError):
     """A config that does not match the schema or is inconsistent; the message names the key."""
 
 
@@ -74,6 +79,176 @@ def validate_config(raw: dict, source: str = "config") -> dict:
     return _fill_defaults(schema, copy.deepcopy(raw))
 
 
+def _section(cls, data: dict):
+    """A frozen section from its (validated, defaults-filled) mapping; lists become tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
+
+# ----- sections (one per top-level key of the schema) --------------------------------------------
+@dataclass(frozen=True)
+class CorpusSection:
+    source: str  # synthetic | files
+    on_malformed: str
+    synthetic: SyntheticSpec
+    files: tuple[str, ...] = ()
+    heldout_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenizerSection:
+    source: str  # train | file | hub
+    hub_repo: str
+    vocab_size: int
+    path: str | None = None
+
+    @property
+    def approx_size(self) -> int:
+        """Entries before padding, known without the file: a trained BPE's, else GPT-NeoX-20B's."""
+        return self.vocab_size if self.source == "train" else NEOX_TOKENIZER_SIZE
+
+
+@dataclass(frozen=True)
+class DataSection:
+    variants: tuple[str, ...]
+    seq_length: int
+
+
+@dataclass(frozen=True)
+class CheckpointSchedule:
+    log_spaced_until: int
+    every: int
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    train_iters: int
+    global_batch_size: int
+    warmup_fraction: float
+    weight_decay: float
+    adam_beta1: float
+    adam_beta2: float
+    adam_eps: float
+    grad_clip: float
+    precision: str  # fp32 | bf16 | fp16
+    zero_stage: int
+    activation_checkpointing: bool
+    ranks: int
+    device: str  # cpu | cuda: where training jobs run (and so what they request)
+    checkpoints: CheckpointSchedule
+    log_every: int
+    micro_batch_size: int | None = None
+    segment_steps: int | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device == "cuda"
+
+    @property
+    def micro_batch(self) -> int:
+        """Per rank; the global batch split over the ranks when not given."""
+        return self.micro_batch_size or self.global_batch_size // self.ranks
+
+    @property
+    def segment(self) -> int:
+        return self.segment_steps or self.train_iters
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    dtype: str
+
+    @property
+    def bytes_per_parameter(self) -> int:
+        return 4 if self.dtype == "float32" else 2
+
+
+@dataclass(frozen=True)
+class UploadSection:
+    target: str  # mirror | hub | none
+    namespace: str
+    private: bool
+    max_retries: int
+    mirror_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateSection:
+    steps: str | tuple[int, ...]  # "all" or checkpoint steps
+    tasks: tuple[str, ...]
+    num_fewshot: tuple[int, ...]
+    batch_size: int | str
+    device: str
+    limit: int | None = None
+    benchmark_cache: str | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def benchmark_cache_dir(self) -> Path:
+        """Where the benchmark wheel is kept: once per machine, shared by every suite."""
+        if self.benchmark_cache:
+            return Path(self.benchmark_cache).expanduser()
+        return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "pythia-repro"
+
+    @property
+    def benchmarks(self) -> list[str]:
+        """The configured tasks that are real benchmarks with an offline copy or a stock dataset."""
+        from pythia_repro.evaluate.benchmarks import BENCHMARKS, NO_OFFLINE_SOURCE
+
+        return [t for t in self.tasks if t in BENCHMARKS or t in NO_OFFLINE_SOURCE]
+
+
+@dataclass(frozen=True)
+class MemorizationSection:
+    steps: tuple[int, ...]  # empty: the case study is off
+    k: int
+    l: int  # noqa: E741 - Pythia's name for the continuation length
+    slices: int
+    memorized_only: bool
+    batch_size: int
+    device: str
+    bin_size: int
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class TermFrequencySection:
+    steps: tuple[int, ...]  # empty: the case study is off
+    workers: int
+    time_units: bool
+    ops: tuple[str, ...]
+    shots: tuple[int, ...]
+    x2_per_x1: int | None
+    seed: int
+    batch_size: int | str
+    device: str
+    x1_values: tuple[int, ...] = tuple(range(100))
+
+    def parts(self) -> list[tuple[int, int]]:
+        """The step ranges counted by one job each: consecutive, from 0 to the last step."""
+        bounds = [0, *sorted(self.steps)]
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+@dataclass(frozen=True)
+class GenderBiasSection:
+    enabled: bool
+    source: str  # synthetic | real
+    winobias_split: str
+    seed: int
+    batch_size: int | str
+    device: str
+    winobias_dir: str | None = None
+    crows_pairs_file: str | None = None
+
+    @property
+    def source_label(self) -> str:
+        return "real WinoBias + CrowS-Pairs" if self.source == "real" else "synthetic stand-in"
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One model of the suite: what to build, what data it sees, where it branches from."""
@@ -83,7 +258,7 @@ class ModelSpec:
     arch: str
     data: str  # "standard" | "deduped"
     seed: int
-    shape: dict  # layers, d_model, heads, ffn, lr, min_lr, init, model_parallel
+    shape: Shape
     base: str | None = None  # interventions: the model this one branches from
     branch_step: int | None = None
     substitution: str | None = None
@@ -95,32 +270,54 @@ class ModelSpec:
 
 @dataclass
 class Suite:
-    """A validated config plus the quantities every stage derives from it."""
+    """A validated config, its typed sections, and the quantities every stage derives from them."""
 
     config: dict
     source: str = "config"
     _models: dict[str, ModelSpec] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        cfg = self.config
+        corpus = dict(cfg["corpus"], synthetic=SyntheticSpec(**cfg["corpus"]["synthetic"]))
+        self.corpus: CorpusSection = _section(CorpusSection, corpus)
+        self.tokenizer: TokenizerSection = _section(TokenizerSection, cfg["tokenizer"])
+        self.dedup: DedupParams = DedupParams(**cfg["dedup"])
+        self.data: DataSection = _section(DataSection, cfg["data"])
+        training = dict(cfg["training"], checkpoints=_section(CheckpointSchedule, cfg["training"]["checkpoints"]))
+        self.training: TrainingSection = _section(TrainingSection, training)
+        self.export: ExportSection = _section(ExportSection, cfg["export"])
+        self.upload: UploadSection = _section(UploadSection, cfg["upload"])
+        self.evaluate: EvaluateSection = _section(EvaluateSection, cfg["evaluate"])
+        self.memorization: MemorizationSection = _section(MemorizationSection, cfg["analysis"]["memorization"])
+        self.term_frequency: TermFrequencySection = _section(TermFrequencySection, cfg["analysis"]["term_frequency"])
+        self.gender_bias: GenderBiasSection = _section(GenderBiasSection, cfg["analysis"]["gender_bias"])
+        self.layout = Layout(Path(cfg["results_dir"]) / cfg["suite"])
         self._check_sources()
         self._models = {m.name: m for m in self._build_models()}
+        self._check_analysis_steps()
+
+    def _check_analysis_steps(self) -> None:
+        for key, steps in (("memorization", self.memorization.steps), ("term_frequency", self.term_frequency.steps)):
+            missing = sorted(set(steps) - set(self.checkpoint_steps))
+            if missing:
+                raise ConfigError(f"{self.source}: analysis.{key}.steps: {missing} are not checkpoint steps "
+                                  f"(training.checkpoints gives {self.checkpoint_steps[:8]}...)")
 
     def _check_sources(self) -> None:
         """Keys the schema cannot require on their own: they depend on another key's value."""
-        corpus, tokenizer = self.config["corpus"], self.config["tokenizer"]
-        if corpus["source"] == "files" and not corpus.get("files"):
+        if self.corpus.source == "files" and not self.corpus.files:
             raise ConfigError(f"{self.source}: corpus.files: required when corpus.source is files")
-        if tokenizer["source"] == "file" and not tokenizer.get("path"):
+        if self.tokenizer.source == "file" and not self.tokenizer.path:
             raise ConfigError(f"{self.source}: tokenizer.path: required when tokenizer.source is file")
 
-    # ----- identity and paths ---------------------------------------------------------
+    # ----- identity ------------------------------------------------------------------------
     @property
     def name(self) -> str:
         return self.config["suite"]
 
     @property
     def root(self) -> Path:
-        return Path(self.config["results_dir"]) / self.name
+        return self.layout.root
 
     @property
     def seed(self) -> int:
@@ -128,43 +325,37 @@ class Suite:
 
     @property
     def variants(self) -> list[str]:
-        return list(self.config["data"]["variants"])
-
-    def data_dir(self, variant: str | None = None) -> Path:
-        return self.root / "data" / variant if variant else self.root / "data"
-
-    def data_prefix(self, variant: str) -> Path:
-        """GPT-NeoX data prefix: PREFIX.bin/.idx and PREFIX_train_0_indexmap_*.npy."""
-        return self.data_dir(variant) / DATA_PREFIX_NAME
+        return list(self.data.variants)
 
     @property
-    def tokenizer_path(self) -> Path:
-        return self.data_dir() / "tokenizer" / "tokenizer.json"
+    def seeds(self) -> list[int]:
+        """Seeds of the suite's models: one data order per (variant, seed)."""
+        return sorted({m.seed for m in self.models})
 
-    def model_dir(self, model: str) -> Path:
-        return self.root / "models" / model
-
-    # ----- training schedule --------------------------------------------------------------
-    @property
-    def training(self) -> dict:
-        return self.config["training"]
-
+    # ----- training schedule ---------------------------------------------------------------
     @property
     def train_iters(self) -> int:
-        return self.training["train_iters"]
+        return self.training.train_iters
 
     @property
     def global_batch_size(self) -> int:
-        return self.training["global_batch_size"]
+        return self.training.global_batch_size
 
     @property
     def seq_length(self) -> int:
-        return self.config["data"]["seq_length"]
+        return self.data.seq_length
 
     @property
     def num_samples(self) -> int:
-        """GPT-NeoX asks the index map for 0.5% more samples than training consumes."""
-        return math.ceil(self.train_iters * self.global_batch_size * 1.005)
+        """Samples GPT-NeoX asks the index maps for: 0.5% more than training consumes."""
+        return gpt_neox_num_samples(self.train_iters, self.global_batch_size)
+
+    def index_maps(self, variant: str, seed: int | str) -> list[Path]:
+        """The doc, sample and shuffle index maps of one data order."""
+        return self.layout.index_maps(variant, self.num_samples, self.seq_length, seed)
+
+    def tokens_seen(self, step: int) -> int:
+        return step * self.global_batch_size * self.seq_length
 
     @cached_property
     def checkpoint_steps(self) -> list[int]:
@@ -172,21 +363,20 @@ class Suite:
 
         Pythia: 0, 1, 2, 4, ..., 512, 1000, 2000, ..., 143000 (154 checkpoints).
         """
-        spec = self.training.get("checkpoints", {})
-        until, every = spec.get("log_spaced_until", 512), spec.get("every", 1000)
+        schedule = self.training.checkpoints
         steps = {0, self.train_iters}
         power = 1
-        while power <= min(until, self.train_iters):
+        while power <= min(schedule.log_spaced_until, self.train_iters):
             steps.add(power)
             power *= 2
-        steps.update(range(every, self.train_iters + 1, every))
+        steps.update(range(schedule.every, self.train_iters + 1, schedule.every))
         return sorted(steps)
 
     def segment_ends(self, model: str) -> list[int]:
         """Steps at which the model's training jobs stop; the last is train_iters."""
         spec = self.model(model)
         start = spec.branch_step or 0
-        seg = self.training.get("segment_steps") or self.train_iters
+        seg = self.training.segment
         ends = list(range(start + seg, self.train_iters, seg)) + [self.train_iters]
         return [e for e in ends if e > start]
 
@@ -196,6 +386,9 @@ class Suite:
         if spec.branch_step is None:
             return self.checkpoint_steps
         return [s for s in self.checkpoint_steps if s > spec.branch_step]
+
+    def final_step(self, model: str) -> int:
+        return max(self.model_checkpoint_steps(model))
 
     def segment_for_step(self, model: str, step: int) -> int:
         """The segment end whose job writes checkpoint `step` of `model`."""
@@ -215,30 +408,19 @@ class Suite:
         except KeyError:
             raise ConfigError(f"{self.source}: no model named {name!r}; known: {sorted(self._models)}") from None
 
-    def size_shape(self, size: str) -> dict:
-        table = {**SIZES, **self.config.get("sizes", {})}
+    def size_shape(self, size: str) -> Shape:
+        table = {**SIZES, **{k: Shape(**v) for k, v in self.config["sizes"].items()}}
         if size not in table:
             raise ConfigError(f"{self.source}: models: unknown size {size!r}; known: {sorted(table)}")
-        shape = dict(table[size])
-        shape.setdefault("init", "small")
-        shape.setdefault("model_parallel", 1)
-        if shape["d_model"] % shape["heads"]:
+        shape = table[size]
+        if shape.d_model % shape.heads:
             raise ConfigError(f"{self.source}: sizes.{size}: d_model must be divisible by heads")
         return shape
 
-    def vocab_size(self, size: str, tokenizer_size: int = NEOX_TOKENIZER_SIZE) -> int:
-        return padded_vocab_size(tokenizer_size, self.size_shape(size)["model_parallel"])
-
     def approx_parameters(self, model: str) -> int:
-        """A model's parameter count as the rules' memory requests need it, without torch: a
-        GPT-NeoX-shaped count (untied embeddings, 12d² + 13d per layer) of the padded vocabulary;
-        a tokenizer file or Hub tokenizer is taken to be GPT-NeoX-20B's size."""
-        spec = self.model(model)
-        d, layers = spec.shape["d_model"], spec.shape["layers"]
-        tokenizer = self.config["tokenizer"]
-        tokenizer_size = tokenizer["vocab_size"] if tokenizer["source"] == "train" else NEOX_TOKENIZER_SIZE
-        vocab = self.vocab_size(spec.size, tokenizer_size)
-        return 2 * vocab * d + layers * (12 * d * d + 13 * d)
+        """A model's parameter count as the rules' memory requests need it, without torch (see
+        Shape.approx_parameters); a tokenizer file or Hub tokenizer is taken to be GPT-NeoX-20B's size."""
+        return self.model(model).shape.approx_parameters(self.tokenizer.approx_size)
 
     def _build_models(self) -> list[ModelSpec]:
         prefix = self.config["name_prefix"]
@@ -263,7 +445,7 @@ class Suite:
         if dupes:
             raise ConfigError(f"{self.source}: models: duplicate model names {sorted(dupes)}")
         by_name = {s.name: s for s in specs}
-        for iv in self.config.get("interventions", []):
+        for iv in self.config["interventions"]:
             base = by_name.get(iv["base"])
             if base is None:
                 raise ConfigError(
@@ -275,24 +457,15 @@ class Suite:
             if branch >= self.train_iters:
                 raise ConfigError(f"{self.source}: interventions[{iv['name']}]: branch step is the last step")
             specs.append(
-                ModelSpec(
-                    name=f"{base.name}-{iv['name']}",
-                    size=base.size,
-                    arch=base.arch,
-                    data=base.data,
-                    seed=base.seed,
-                    shape=base.shape,
-                    base=base.name,
-                    branch_step=branch,
-                    substitution=iv["substitution"],
-                )
+                dataclasses.replace(base, name=f"{base.name}-{iv['name']}", base=base.name, branch_step=branch,
+                                    substitution=iv["substitution"])
             )
         return specs
 
     # ----- evaluation -------------------------------------------------------------------------
     def eval_steps(self, model: str) -> list[int]:
         """Checkpoints to evaluate: all of the model's, or the configured subset that exists."""
-        steps = self.config.get("evaluate", {}).get("steps", "all")
+        steps = self.evaluate.steps
         own = self.model_checkpoint_steps(model)
         if steps == "all":
             return own
@@ -300,6 +473,51 @@ class Suite:
         if missing:
             raise ConfigError(f"{self.source}: evaluate.steps: {missing} are not checkpoint steps")
         return [s for s in own if s in set(steps)]
+
+    def export_steps(self, model: str) -> list[int]:
+        """Checkpoints to export and publish: those evaluated or analysed, plus the final one."""
+        analysed = set(self.memorization_steps(model)) | set(self.term_frequency_steps(model))
+        analysed |= set(self.gender_bias_steps(model))
+        return sorted(set(self.eval_steps(model)) | analysed | {self.final_step(model)})
+
+    # ----- case studies -------------------------------------------------------------------------
+    def memorization_steps(self, model: str) -> list[int]:
+        """The configured memorization checkpoints this model writes."""
+        own = set(self.model_checkpoint_steps(model))
+        return [s for s in sorted(self.memorization.steps) if s in own]
+
+    def gender_bias_steps(self, model: str) -> list[int]:
+        """Where a model's bias is measured: an intervention at its own checkpoints, its base at the
+        checkpoints of the intervention window (from the branch step on), nothing for the others."""
+        if not self.gender_bias.enabled:
+            return []
+        spec = self.model(model)
+        if spec.is_intervention:
+            return self.model_checkpoint_steps(model)
+        branches = [m.branch_step for m in self.models if m.base == model]
+        if not branches:
+            return []
+        return [s for s in self.checkpoint_steps if s >= min(branches)]
+
+    @property
+    def term_frequency_models(self) -> list[ModelSpec]:
+        """Models whose arithmetic accuracy is related to term counts: the suite's own training runs
+        (an intervention sees its base model's data, changed; it is left out)."""
+        return [m for m in self.models if not m.is_intervention] if self.term_frequency.steps else []
+
+    def term_frequency_steps(self, model: str) -> list[int]:
+        if self.model(model) not in self.term_frequency_models:
+            return []
+        return sorted(self.term_frequency.steps)
+
+    def data_order_name(self, variant: str, seed: int) -> str:
+        """A data order's name in the analysis outputs: the variant, plus the seed when not the suite's."""
+        return variant if seed == self.seed else f"{variant}-seed{seed}"
+
+    @property
+    def term_count_orders(self) -> dict[str, tuple[str, int]]:
+        """{data order name: (variant, seed)} of every order the term-frequency models trained on."""
+        return {self.data_order_name(m.data, m.seed): (m.data, m.seed) for m in self.term_frequency_models}
 
 
 def load_suite(config: str | Path | dict) -> Suite:

@@ -14,7 +14,7 @@ def publish_resolved_config(suite: Suite) -> str:
     Jobs read this file instead of the user's config so command-line overrides reach them;
     leaving an unchanged file alone keeps its mtime, so it never looks newer than outputs.
     """
-    path = suite.root / "suite.yaml"
+    path = suite.layout.resolved_config
     text = yaml.safe_dump(suite.config, sort_keys=True)
     if not path.exists() or path.read_text() != text:
         write_text(path, text)

@@ -42,7 +42,8 @@ def test_reads_every_format(tmp_path, suffix):
     assert [d.set_name for d in docs] == ["Pile-CC", "Github", "ArXiv", None]
     assert [d.line for d in docs] == [1, 2, 3, 4]
     assert all(d.path == path for d in docs)
-    assert stats.as_dict() == {"documents": 4, "empty": 1, "malformed_skipped": 0, "malformed_examples": []}
+    assert stats.as_dict() == {"documents": 4, "empty": 1, "malformed_skipped": 0, "malformed_examples": [],
+                               "empty_shards": 0, "empty_shard_examples": []}
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
@@ -192,5 +193,6 @@ def test_not_zstd_at_all(tmp_path):
 def test_invalid_utf8(tmp_path):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(_lines(DOCS[:1]).encode() + '{"text": "caf\u00e9"}\n'.encode("latin-1"))
-    with pytest.raises(CorpusError, match=rf"^{re.escape(str(path))}: cannot read \(UnicodeDecodeError"):
+    # The file, the line and the byte offset in the (decompressed) stream of the bad byte.
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(path))}:2: invalid UTF-8 at byte offset 79"):
         list(iter_documents([path]))

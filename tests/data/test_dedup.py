@@ -17,13 +17,13 @@ from pythia_repro.data.dedup import (
     DedupParams,
     MinHasher,
     ShardSignatures,
-    _UnionFind,
     candidate_probability,
     find_clusters,
     jaccard,
     lsh_params,
     word_shingles,
 )
+from pythia_repro.data.dedup.clusters import _UnionFind
 
 THRESHOLD = 0.87
 K = 5
@@ -31,16 +31,6 @@ K = 5
 
 # ----- helpers ------------------------------------------------------------------------------------
 
-
-def write_shard(path: Path, texts: list[str]) -> Path:
-    lines = "".join(json.dumps({"text": t, "meta": {"pile_set_name": "Test", "i": i}}) + "\n"
-                    for i, t in enumerate(texts))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".zst":
-        path.write_bytes(zstandard.ZstdCompressor().compress(lines.encode()))
-    else:
-        path.write_text(lines)
-    return path
 
 
 def read_shard(path: Path) -> list[str]:
@@ -63,25 +53,31 @@ def config(tmp_path: Path, repo_root: Path):
     return make
 
 
-def run_dedup(cfg: Path, shards: list[list[str]], work: Path, suffix: str = ".jsonl.zst") -> tuple[dict, list]:
-    """The three verbs as the workflow runs them; returns the report and each shard's kept lines."""
-    inputs = [write_shard(work / f"in/{i:02d}{suffix}", texts) for i, texts in enumerate(shards)]
-    sigs = []
-    for i, path in enumerate(inputs):
-        sig = work / f"minhash/{i:02d}.npz"
-        assert main(["dedup-signatures", "--config", str(cfg), "--input", str(path), "--shard-index", f"{i:02d}",
-                     "--output", str(sig)]) == 0
-        sigs.append(str(sig))
-    keep, report = work / "keep.npz", work / "report.json"
-    assert main(["dedup-clusters", "--config", str(cfg), "--signatures", *sigs, "--keep", str(keep),
-                 "--report", str(report)]) == 0
-    outputs = []
-    for i, path in enumerate(inputs):
-        out = work / f"out/{i:02d}{suffix}"
-        assert main(["dedup-apply", "--config", str(cfg), "--input", str(path), "--keep", str(keep),
-                     "--shard-index", f"{i:02d}", "--output", str(out)]) == 0
-        outputs.append(read_shard(out))
-    return json.loads(report.read_text()), outputs
+@pytest.fixture
+def run_dedup(write_shard):
+    """run_dedup(cfg, shards, work, suffix=".jsonl.zst"): the three verbs as the workflow runs them;
+    returns the report and each shard's kept lines."""
+
+    def run(cfg: Path, shards: list[list[str]], work: Path, suffix: str = ".jsonl.zst") -> tuple[dict, list]:
+        inputs = [write_shard(work / f"in/{i:02d}{suffix}", texts) for i, texts in enumerate(shards)]
+        sigs = []
+        for i, path in enumerate(inputs):
+            sig = work / f"minhash/{i:02d}.npz"
+            assert main(["dedup-signatures", "--config", str(cfg), "--input", str(path), "--shard-index", f"{i:02d}",
+                         "--output", str(sig)]) == 0
+            sigs.append(str(sig))
+        keep, report = work / "keep.npz", work / "report.json"
+        assert main(["dedup-clusters", "--config", str(cfg), "--signatures", *sigs, "--keep", str(keep),
+                     "--report", str(report)]) == 0
+        outputs = []
+        for i, path in enumerate(inputs):
+            out = work / f"out/{i:02d}{suffix}"
+            assert main(["dedup-apply", "--config", str(cfg), "--input", str(path), "--keep", str(keep),
+                         "--shard-index", f"{i:02d}", "--output", str(out)]) == 0
+            outputs.append(read_shard(out))
+        return json.loads(report.read_text()), outputs
+
+    return run
 
 
 def kept_texts(outputs: list[list[str]]) -> list[str]:
@@ -225,7 +221,7 @@ def test_union_find_roots_are_first_members():
 # ----- the verbs ----------------------------------------------------------------------------------
 
 
-def test_planted_duplicates_removed_first_in_corpus_order_kept(config, tmp_path):
+def test_planted_duplicates_removed_first_in_corpus_order_kept(config, tmp_path, run_dedup):
     rng = random.Random(3)
     vocab = [f"v{i}" for i in range(5000)]
     a, b, c, d = (random_doc(rng, vocab, 150, 250) for _ in range(4))
@@ -248,7 +244,7 @@ def test_planted_duplicates_removed_first_in_corpus_order_kept(config, tmp_path)
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
 
 
-def test_one_shard_or_three_same_result(config, tmp_path):
+def test_one_shard_or_three_same_result(config, tmp_path, run_dedup):
     texts = separated_corpus(seed=4)
     cfg = config()
     one_report, one = run_dedup(cfg, [texts], tmp_path / "one")
@@ -260,7 +256,7 @@ def test_one_shard_or_three_same_result(config, tmp_path):
         assert one_report[key] == three_report[key]
 
 
-def test_report_matches_brute_force_exact_jaccard(config, tmp_path):
+def test_report_matches_brute_force_exact_jaccard(config, tmp_path, run_dedup):
     texts = separated_corpus(seed=5)
     keep, expected = brute_force(texts)
     assert expected["duplicates_removed"] >= 15  # the corpus does plant duplicates
@@ -292,7 +288,7 @@ def test_partitioned_bands_and_small_window_agree(tmp_path):
     assert res.keep.sum() == 1 and res.keep[0]
 
 
-def test_documents_without_words_are_never_duplicates(config, tmp_path):
+def test_documents_without_words_are_never_duplicates(config, tmp_path, run_dedup):
     rng = random.Random(8)
     vocab = [f"w{i}" for i in range(3000)]
     docs = [random_doc(rng, vocab) for _ in range(2)]
@@ -322,7 +318,7 @@ def test_malformed_shard_is_a_clear_error(config, tmp_path, capsys):
     assert meta["documents"] == 1 and meta["read_stats"]["malformed_skipped"] == 1
 
 
-def test_bad_signature_and_keep_files(config, tmp_path, capsys):
+def test_bad_signature_and_keep_files(config, tmp_path, capsys, write_shard, run_dedup):
     cfg = config()
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file")

@@ -15,6 +15,7 @@ from pythia_repro.data.indexed import (
     IndexedDatasetBuilder,
     best_fitting_dtype,
 )
+from pythia_repro.errors import PythiaReproError
 
 DOCS = [[5, 6, 0], [0], [7, 8, 9, 10, 0]]
 
@@ -138,11 +139,11 @@ def test_merge_refuses_other_dtype(tmp_path):
 
 
 def test_missing_files_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nope\.idx"):
+    with pytest.raises(PythiaReproError, match=r"nope\.idx"):
         IndexedDataset(tmp_path / "nope")
     _build(tmp_path / "t", DOCS)
     (tmp_path / "t.bin").unlink()
-    with pytest.raises(FileNotFoundError, match=r"t\.bin"):
+    with pytest.raises(PythiaReproError, match=r"t\.bin"):
         IndexedDataset(tmp_path / "t")
 
 

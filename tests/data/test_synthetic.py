@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+import zstandard
 
 from pythia_repro.cli import main as cli_main
 from pythia_repro.config import load_suite
@@ -24,22 +25,20 @@ from pythia_repro.data.synthetic import (
     SyntheticSpec,
     count_numbers,
     generate,
-    jaccard,
     shingles,
     write_corpus,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 FILES = ["train_00.jsonl.zst", "train_01.jsonl.zst", "heldout.jsonl", "manifest.json"]
 
 
-def _spec(config: str) -> SyntheticSpec:
-    return SyntheticSpec.from_config(load_suite(REPO / config).config)
+def _spec(config: Path) -> SyntheticSpec:
+    return SyntheticSpec.from_config(load_suite(config).config)
 
 
 @pytest.fixture(scope="module")
-def default_spec() -> SyntheticSpec:
-    return _spec("config/config.yaml")
+def default_spec(repo_root) -> SyntheticSpec:
+    return _spec(repo_root / "config" / "config.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -152,14 +151,27 @@ def test_exact_duplicates_are_exact_and_the_only_ones(corpus):
     assert len(repeated) == len(pairs) and set(repeated.values()) == {2}
 
 
+def _shingle_jaccard(a: str, b: str, k: int = 5) -> float:
+    """Jaccard similarity of two texts' sets of k-word shingles (lowercased whitespace words)."""
+    def grams(text):
+        words = text.lower().split()
+        return {" ".join(words[i:i + k]) for i in range(max(len(words) - k + 1, 1))}
+    a, b = grams(a), grams(b)
+    return len(a & b) / len(a | b)
+
+
 def test_near_duplicates_keep_a_high_jaccard(corpus):
-    texts = [d.text for d in corpus["train"]]
+    # the texts as written: the shards' JSON lines, decompressed here, not through the corpus reader
+    texts = []
+    for name in corpus["manifest"]["train"]["shards"]:
+        with zstandard.open(corpus["dir"] / name, "rt", encoding="utf-8") as fh:
+            texts += [json.loads(line)["text"] for line in fh]
     pairs = corpus["manifest"]["duplicates"]["near_pairs"]
     members = [i for p in pairs for i in p[:2]] + [i for p in corpus["manifest"]["duplicates"]["exact_pairs"]
                                                    for i in p]
     assert len(members) == len(set(members))  # every cluster is one pair
     for src, copy, recorded in pairs:
-        j = jaccard(texts[src], texts[copy])
+        j = _shingle_jaccard(texts[src], texts[copy])
         assert src != copy and 0.9 <= j < 1 and j == pytest.approx(recorded, abs=1e-4)
         assert texts[src] != texts[copy] and len(texts[src].split()) == len(texts[copy].split())
 
@@ -304,17 +316,17 @@ def test_train_narratives_come_from_the_same_distribution(corpus):
 
 
 # ----- the verb ----------------------------------------------------------------------------------
-def test_synth_corpus_verb(tmp_path, capsys):
+def test_synth_corpus_verb(tmp_path, capsys, tiny_config_path):
     out = tmp_path / "corpus"
-    assert cli_main(["synth-corpus", "--config", str(REPO / "tests/configs/tiny.yaml"), "--out-dir", str(out)]) == 0
+    assert cli_main(["synth-corpus", "--config", str(tiny_config_path), "--out-dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["train"]["documents"] == 200 and manifest["heldout"]["documents"] == 10
     assert "200 train documents in 2 shards" in capsys.readouterr().err
 
 
-def test_synth_corpus_verb_with_a_bad_synthetic_section(tmp_path, capsys):
-    config = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+def test_synth_corpus_verb_with_a_bad_synthetic_section(tmp_path, capsys, tiny_config_path):
+    config = yaml.safe_load(tiny_config_path.read_text())
     config["corpus"]["synthetic"]["num_shards"] = 0
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))

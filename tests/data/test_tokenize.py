@@ -11,9 +11,10 @@ import pytest
 
 from pythia_repro import cli
 from pythia_repro.data import tokenize
-from pythia_repro.data.corpus import CorpusError, open_text_for_write
+from pythia_repro.data.corpus import CorpusError
 from pythia_repro.data.indexed import IndexedDataset
 from pythia_repro.data.tokenizer import load_tokenizer, train_bpe
+from pythia_repro.errors import PythiaReproError
 
 TEXTS = [
     "Hello, I am a document.",
@@ -23,14 +24,6 @@ TEXTS = [
     "x" * 5000,
 ]
 
-
-def write_shard(path, texts, extra_lines=()):
-    with open_text_for_write(path) as fh:
-        for text in texts:
-            fh.write(json.dumps({"text": text, "meta": {"pile_set_name": "Test"}}) + "\n")
-        for line in extra_lines:
-            fh.write(line + "\n")
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +45,7 @@ def read_items(prefix):
     return [ds[i].tolist() for i in range(len(ds))]
 
 
-def test_documents_with_eod(tmp_path, neox_tokenizer_path):
+def test_documents_with_eod(tmp_path, neox_tokenizer_path, write_shard):
     shard = write_shard(tmp_path / "s.jsonl", TEXTS)
     stats = tokenize.tokenize_files([shard], neox_tokenizer_path, tmp_path / "out" / "t")
     assert read_items(tmp_path / "out" / "t") == expected_items(neox_tokenizer_path, TEXTS)
@@ -66,7 +59,7 @@ def test_documents_with_eod(tmp_path, neox_tokenizer_path):
     assert json.loads((tmp_path / "out" / "t.stats.json").read_text()) == stats
 
 
-def test_many_batches_keep_order(tmp_path, bpe_path, monkeypatch):
+def test_many_batches_keep_order(tmp_path, bpe_path, monkeypatch, write_shard):
     monkeypatch.setattr(tokenize, "BATCH_DOCS", 3)
     texts = [f"document number {i} " * (i % 7) for i in range(100)]
     shard = write_shard(tmp_path / "s.jsonl.gz", texts)
@@ -75,7 +68,7 @@ def test_many_batches_keep_order(tmp_path, bpe_path, monkeypatch):
     assert stats["empty"] == len([t for t in texts if not t])
 
 
-def test_malformed_line_names_file_and_line(tmp_path, bpe_path):
+def test_malformed_line_names_file_and_line(tmp_path, bpe_path, write_shard):
     shard = write_shard(tmp_path / "s.jsonl", TEXTS, extra_lines=['{"text": 3}', '{"text": "after"}'])
     with pytest.raises(CorpusError, match=r"s\.jsonl:6"):
         tokenize.tokenize_files([shard], bpe_path, tmp_path / "out" / "t")
@@ -86,7 +79,7 @@ def test_malformed_line_names_file_and_line(tmp_path, bpe_path):
     assert read_items(tmp_path / "out" / "t") == expected_items(bpe_path, TEXTS + ["after"])
 
 
-def test_shards_merged_equal_one_go(tmp_path, bpe_path):
+def test_shards_merged_equal_one_go(tmp_path, bpe_path, write_shard):
     shards = [
         write_shard(tmp_path / "00.jsonl.zst", TEXTS[:2]),
         write_shard(tmp_path / "01.jsonl", TEXTS[2:3]),
@@ -101,14 +94,14 @@ def test_shards_merged_equal_one_go(tmp_path, bpe_path):
     assert stats["documents"] == len(TEXTS) - 1  # items: the empty document was dropped
 
 
-def test_merge_refuses_missing_input(tmp_path, bpe_path):
+def test_merge_refuses_missing_input(tmp_path, bpe_path, write_shard):
     tokenize.tokenize_files([write_shard(tmp_path / "s.jsonl", TEXTS)], bpe_path, tmp_path / "a")
-    with pytest.raises(FileNotFoundError, match=r"nope\.idx"):
+    with pytest.raises(PythiaReproError, match=r"nope\.idx"):
         tokenize.merge_token_files([tmp_path / "a", tmp_path / "nope"], tmp_path / "m")
     assert not (tmp_path / "m.bin").exists()
 
 
-def test_cli_verbs(tmp_path, bpe_path, capsys):
+def test_cli_verbs(tmp_path, bpe_path, capsys, write_shard):
     a = write_shard(tmp_path / "a.jsonl", TEXTS[:3])
     b = write_shard(tmp_path / "b.jsonl", TEXTS[3:])
     for name, shard in (("a", a), ("b", b)):
@@ -116,7 +109,7 @@ def test_cli_verbs(tmp_path, bpe_path, capsys):
             [
                 "tokenize",
                 "--input",
-                shard,
+                str(shard),
                 "--tokenizer",
                 str(bpe_path),
                 "--output-prefix",
@@ -135,14 +128,15 @@ def test_cli_verbs(tmp_path, bpe_path, capsys):
     assert "[tokenize]" in err and '"empty": 1' in err and "merge-tokens: wrote" in err
 
 
-def test_cli_malformed_exit_code(tmp_path, bpe_path, capsys):
+def test_cli_malformed_exit_code(tmp_path, bpe_path, capsys, write_shard):
     shard = write_shard(tmp_path / "s.jsonl", [], extra_lines=["not json"])
-    rc = cli.main(["tokenize", "--input", shard, "--tokenizer", str(bpe_path), "--output-prefix", str(tmp_path / "t")])
+    rc = cli.main(["tokenize", "--input", str(shard), "--tokenizer", str(bpe_path),
+                   "--output-prefix", str(tmp_path / "t")])
     assert rc == 2
     assert "s.jsonl:1: malformed JSON" in capsys.readouterr().err
 
 
-def test_parallel_workers_same_bytes(tmp_path, bpe_path):
+def test_parallel_workers_same_bytes(tmp_path, bpe_path, write_shard):
     """A fresh process with two BPE threads writes the same file as one thread."""
     texts = [f"text {i} " * (1 + i % 13) for i in range(2000)]
     shard = write_shard(tmp_path / "s.jsonl", texts)
@@ -154,7 +148,7 @@ def test_parallel_workers_same_bytes(tmp_path, bpe_path):
                 "pythia_repro.cli",
                 "tokenize",
                 "--input",
-                shard,
+                str(shard),
                 "--tokenizer",
                 str(bpe_path),
                 "--output-prefix",
@@ -170,7 +164,7 @@ def test_parallel_workers_same_bytes(tmp_path, bpe_path):
     assert read_items(tmp_path / "w1") == expected_items(bpe_path, texts)
 
 
-def test_killed_run_leaves_nothing_published_and_rerun_clears_its_temporary(tmp_path, bpe_path):
+def test_killed_run_leaves_nothing_published_and_rerun_clears_its_temporary(tmp_path, bpe_path, write_shard):
     """SIGKILL mid-write: no .bin/.idx under the final names; the rerun removes the dead run's
     temporary .bin (tens of GB at Pile scale) and writes the same bytes as an undisturbed run."""
     import os

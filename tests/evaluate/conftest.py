@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-
-import ckpt_factory  # noqa: E402
+from pythia_repro.testing import checkpoints as ckpt_factory
 
 
 @pytest.fixture(scope="session")
@@ -18,13 +13,14 @@ def eval_suite(tmp_path_factory):
     from pythia_repro.config import load_suite
     from pythia_repro.evaluate.suite_tasks import write_task_dir
     from pythia_repro.export.hf import export_suite_checkpoint
+    from pythia_repro.layout import Layout
 
     root = tmp_path_factory.mktemp("eval-suite")
     config = ckpt_factory.make_suite(root)
     ckpt_factory.make_checkpoints(config, [dict(model="pythia-pico", step=8, zero_stage=1)])
     suite = load_suite(config)
-    model_dir = root / "export" / "pythia-pico" / "step8"
+    model_dir = Layout(suite.root).export_dir("pythia-pico", 8)
     export_suite_checkpoint(suite, "pythia-pico", 8, model_dir)
-    tasks_dir = root / "tasks"
+    tasks_dir = Layout(suite.root).eval_tasks_dir
     write_task_dir(suite, tasks_dir)
     return config, suite, model_dir, tasks_dir

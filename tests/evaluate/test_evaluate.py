@@ -17,6 +17,7 @@ from pythia_repro.config import load_suite
 from pythia_repro.evaluate.aggregate import aggregate
 from pythia_repro.evaluate.run import evaluate_checkpoint
 from pythia_repro.evaluate.suite_tasks import lambada_item, task_manager, write_task_dir
+from pythia_repro.layout import Layout
 
 LM_EVAL = Path(sys.executable).parent / "lm_eval"
 
@@ -45,7 +46,7 @@ def test_lambada_item_splits_off_the_last_word(text, expected):
 def test_task_dir_is_per_suite_and_loads_offline(eval_suite):
     _, suite, _, tasks_dir = eval_suite
     info = json.loads((tasks_dir / "lambada_heldout.json").read_text())
-    source = suite.data_dir() / "corpus" / "heldout.jsonl"
+    source = Layout(suite.root).heldout_file
     assert info["sources"] == [str(source)] and info["documents"] == 30
     task = yaml.safe_load((tasks_dir / "lambada_heldout.yaml").read_text())
     assert task["dataset_kwargs"]["data_files"]["test"] == str((tasks_dir / "lambada_heldout.jsonl").resolve())
@@ -78,6 +79,7 @@ def _lm_eval_cli(model_dir: Path, tasks_dir: Path, out: Path, batch_size: int) -
             "samples": [json.loads(line) for line in samples.read_text().splitlines()]}
 
 
+@pytest.mark.slow  # our verb and the lm_eval CLI, each a fresh interpreter importing lm_eval
 def test_evaluate_verb_matches_the_lm_eval_cli(eval_suite, tmp_path):
     config, suite, model_dir, tasks_dir = eval_suite
     out, samples = tmp_path / "step8.json", tmp_path / "samples.jsonl"

@@ -6,38 +6,22 @@ with nothing to do."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
-from ckpt_factory import make_checkpoints, make_suite
+import pytest
 
 from pythia_repro.config import load_suite
+from pythia_repro.layout import Layout
+from pythia_repro.testing.checkpoints import make_checkpoints, make_suite
 
-REPO = Path(__file__).resolve().parents[2]
 POST_RULES = ["export", "upload", "eval_tasks", "evaluate", "aggregate_eval"]
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
-           str(configfile), *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:", 1)[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE) if m[1] != "total"}
-
-
-def test_default_config_plans_export_upload_eval_per_checkpoint(tmp_path):
-    config = REPO / "config" / "config.yaml"
-    result = snakemake(tmp_path, config, "-n", "--config", f"results_dir={tmp_path / 'results'}")
+def test_default_config_plans_export_upload_eval_per_checkpoint(tmp_path, repo_root, snakemake, job_counts):
+    config = repo_root / "config" / "config.yaml"
+    result = snakemake(tmp_path, config, "-n", results_dir=tmp_path / "results")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     suite = load_suite(config)
@@ -48,17 +32,19 @@ def test_default_config_plans_export_upload_eval_per_checkpoint(tmp_path):
     assert counts["eval_tasks"] == counts["aggregate_eval"] == 1
 
 
-def test_post_training_rules_run_end_to_end(tmp_path):
+@pytest.mark.slow
+def test_post_training_rules_run_end_to_end(tmp_path, snakemake, job_counts):
     root = tmp_path / "suite"
     config = make_suite(root, models=[{"size": "pico", "arch": "palm", "data": ["standard"]}],
                         evaluate={"steps": [4], "tasks": ["lambada_heldout"], "num_fewshot": [0], "batch_size": 8})
     make_checkpoints(config, [dict(model="pythia-pico-palm", step=4, zero_stage=0),
                               dict(model="pythia-pico-palm", step=8, zero_stage=2)])
     suite = load_suite(config)
-    base = str(suite.root)
-    targets = [f"{base}/eval/results.csv", f"{base}/eval/results.parquet",
-               f"{base}/eval/figures/lambada_heldout_0shot.png",
-               f"{base}/upload/pythia-pico-palm/step4.json", f"{base}/upload/pythia-pico-palm/step8.json"]
+    layout = Layout(suite.root)
+    targets = [str(p) for p in (layout.eval_table("csv"), layout.eval_table("parquet"),
+                                layout.eval_figure("lambada_heldout", 0),
+                                layout.upload_receipt("pythia-pico-palm", 4),
+                                layout.upload_receipt("pythia-pico-palm", 8))]
     args = ["--allowed-rules", *POST_RULES, "--cores", "2"]
     dry = snakemake(root, config, "-n", *args, *targets)
     assert dry.returncode == 0, dry.stderr[-3000:]
@@ -69,12 +55,12 @@ def test_post_training_rules_run_end_to_end(tmp_path):
     assert run.returncode == 0, run.stderr[-5000:]
     receipt = json.loads(Path(targets[4]).read_text())
     assert receipt["target"] == "mirror" and set(receipt["revisions"]) == {"step8", "main"}
-    mirror = suite.root / "hub-mirror" / "models--tiny-org--pythia-pico-palm" / "refs"
+    mirror = layout.default_mirror / "models--tiny-org--pythia-pico-palm" / "refs"
     assert sorted(p.name for p in mirror.iterdir()) == ["main", "step4", "step8"]
     frame = pd.read_parquet(targets[1])
     assert set(frame["metric"]) == {"acc", "perplexity"} and set(frame["step"]) == {4}
     assert frame["tokens_seen"].unique().tolist() == [4 * suite.global_batch_size * suite.seq_length]
-    record = json.loads((suite.root / "eval" / "pythia-pico-palm" / "step4.json").read_text())
+    record = json.loads(layout.eval_record("pythia-pico-palm", 4).read_text())
     assert record["metadata"]["documents"] == 30
 
     again = snakemake(root, config, "-n", *args, *targets)
@@ -86,13 +72,20 @@ def test_post_training_rules_run_end_to_end(tmp_path):
     assert "lambada_heldout_0shot.png" in report.read_text(errors="replace")
 
 
-def test_config_of_the_pythia_suite_plans_harness_tasks(tmp_path):
-    """The Pythia config evaluates the paper's tasks zero- and five-shot on every checkpoint."""
-    cfg = yaml.safe_load((REPO / "config" / "pythia.yaml").read_text())
-    suite = load_suite(cfg)
-    ev = suite.config["evaluate"]
-    assert ev["tasks"] == ["lambada_openai", "piqa", "winogrande", "wsc", "arc_easy", "arc_challenge", "sciq",
-                           "logiqa"]
-    assert ev["num_fewshot"] == [0, 5]
-    assert all(len(suite.eval_steps(m.name)) == len(suite.model_checkpoint_steps(m.name)) for m in suite.models)
-    assert len(suite.eval_steps("pythia-70m")) == 154
+@pytest.mark.slow  # the paper's DAG: ~20-50 s to build (once per session, shared)
+def test_pythia_suite_plans_the_papers_tasks_on_every_checkpoint(pythia_dry_run, job_counts):
+    """The Pythia config's DAG: one lm-eval job per checkpoint of every model (154 per model),
+    and one figure per task x {0, 5}-shot from the aggregate job."""
+    out = pythia_dry_run["out"]
+    suite = load_suite(pythia_dry_run["config"])
+    layout = Layout(suite.root)
+    counts = job_counts(out)
+    assert counts["evaluate"] == sum(len(suite.model_checkpoint_steps(m.name)) for m in suite.models)
+    planned = set(re.findall(r" evaluate --config \S+ --model (\S+) --step (\d+) ", out))
+    assert len([s for m, s in planned if m == "pythia-70m"]) == 154
+    assert ("pythia-12b-deduped", "143000") in planned and ("pythia-70m", "0") in planned
+    assert counts["eval_tasks"] == counts["aggregate_eval"] == 1
+    tasks = ["lambada_openai", "piqa", "winogrande", "wsc", "arc_easy", "arc_challenge", "sciq", "logiqa"]
+    aggregate = out[out.index("rule aggregate_eval:"):].split("\n\n", 1)[0]
+    figures = {f"{layout.eval_figure(t, n)}" for t in tasks for n in (0, 5)}
+    assert figures <= set(re.findall(r"\S+\.png", aggregate))

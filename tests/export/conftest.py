@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import ckpt_factory  # noqa: E402
-
-CHECKPOINTS = ckpt_factory.CHECKPOINTS
+from pythia_repro.testing import checkpoints as ckpt_factory
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +16,7 @@ def tiny_suite(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("export-suite")
     config = ckpt_factory.make_suite(root)
-    ckpt_factory.make_checkpoints(config, [dict(model=m, step=s, zero_stage=z) for m, s, z in CHECKPOINTS])
+    ckpt_factory.make_checkpoints(config, [dict(model=m, step=s, zero_stage=z) for m, s, z in ckpt_factory.CHECKPOINTS])
     return config, load_suite(config)
 
 
@@ -29,6 +24,7 @@ def tiny_suite(tmp_path_factory):
 def exported(tiny_suite, tmp_path_factory):
     """Export a checkpoint once per session: exported(model, step) -> directory."""
     from pythia_repro.export.hf import export_suite_checkpoint
+    from pythia_repro.layout import Layout
 
     _, suite = tiny_suite
     out = tmp_path_factory.mktemp("exports")
@@ -36,7 +32,7 @@ def exported(tiny_suite, tmp_path_factory):
 
     def get(model: str, step: int) -> Path:
         if (model, step) not in done:
-            path = out / model / f"step{step}"
+            path = Layout(out).export_dir(model, step)
             export_suite_checkpoint(suite, model, step, path)
             done[model, step] = path
         return done[model, step]

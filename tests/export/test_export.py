@@ -5,16 +5,18 @@ the path; a finished export is not redone."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
-from ckpt_factory import CHECKPOINTS, PROBE_IDS, reference_logits_path
 
 from pythia_repro.export.checkpoint import CheckpointError
 from pythia_repro.export.hf import export_checkpoint, export_suite_checkpoint
+from pythia_repro.layout import Layout
+from pythia_repro.testing.checkpoints import CHECKPOINTS, PROBE_IDS, reference_logits_path
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -33,7 +35,7 @@ def test_export_gives_the_trainers_logits(tiny_suite, exported, model, step, sta
     hf.eval()
     with torch.no_grad():
         logits = hf(input_ids=torch.tensor(PROBE_IDS)).logits
-    reference = torch.load(reference_logits_path(suite.model_dir(model), step, stage))
+    reference = torch.load(reference_logits_path(Layout(suite.root).model_dir(model), step, stage))
     torch.testing.assert_close(logits, reference, rtol=0, atol=1e-5)
 
     info = json.loads((out / "export.json").read_text())
@@ -50,7 +52,7 @@ def test_tokenizer_is_the_suites_with_pythia_special_tokens(tiny_suite, exported
 
     _, suite = tiny_suite
     tok = AutoTokenizer.from_pretrained(exported("pythia-pico", 4))
-    raw = Tokenizer.from_file(str(suite.tokenizer_path))
+    raw = Tokenizer.from_file(str(Layout(suite.root).tokenizer))
     text = "The old doctor opened the window.<|endoftext|> She walked"
     assert tok(text)["input_ids"] == raw.encode(text).ids
     assert tok.eos_token == tok.bos_token == "<|endoftext|>" and tok.eos_token_id == 0
@@ -84,7 +86,7 @@ def test_half_precision_export(tiny_suite, tmp_path):
     from transformers import AutoModelForCausalLM
 
     _, suite = tiny_suite
-    tag = suite.model_dir("pythia-pico-llama") / "checkpoints" / "step4"
+    tag = Layout(suite.root).checkpoint("pythia-pico-llama", 4)
     out = tmp_path / "fp16"
     export_checkpoint(tag, out, dtype="float16")
     with safe_open(out / "model.safetensors", "pt") as f:
@@ -93,13 +95,13 @@ def test_half_precision_export(tiny_suite, tmp_path):
     hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     with torch.no_grad():
         logits = hf(input_ids=torch.tensor(PROBE_IDS)).logits
-    reference = torch.load(reference_logits_path(suite.model_dir("pythia-pico-llama"), 4, 1))
+    reference = torch.load(reference_logits_path(Layout(suite.root).model_dir("pythia-pico-llama"), 4, 1))
     torch.testing.assert_close(logits, reference, rtol=0, atol=5e-2)
 
 
 def test_cli_export_is_atomic_and_skips_finished_work(tiny_suite, tmp_path, caplog):
     config, suite = tiny_suite
-    out = tmp_path / "export" / "pythia-pico-palm" / "step4"
+    out = Layout(tmp_path).export_dir("pythia-pico-palm", 4)
     first = cli("export", "--config", str(config), "--model", "pythia-pico-palm", "--step", "4", "--output", str(out))
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout.strip().splitlines()[-1])["architecture"] == "CohereForCausalLM"
@@ -119,13 +121,13 @@ def test_missing_checkpoint_is_a_clear_error(tiny_suite, tmp_path):
     result = cli("export", "--config", str(config), "--model", "pythia-pico-llama", "--step", "8",
                  "--output", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert str(suite.model_dir("pythia-pico-llama") / "checkpoints" / "step8") in result.stderr
+    assert str(Layout(suite.root).checkpoint("pythia-pico-llama", 8)) in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
 def _copy_checkpoint(suite, model, step, tmp_path):
-    src = suite.model_dir(model) / "checkpoints" / f"step{step}"
+    src = Layout(suite.root).checkpoint(model, step)
     dst = tmp_path / "checkpoints" / f"step{step}"
     shutil.copytree(src, dst)
     return dst
@@ -157,7 +159,8 @@ def test_truncated_checkpoint_file_is_named(tiny_suite, tmp_path, model, step, v
     path = tag / victim
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=rf"{path}: unreadable or truncated"):
+    # Verified before use: the message names the checkpoint and the damaged file.
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(tag))}: corrupt checkpoint: {victim}: unreadable"):
         export_checkpoint(tag, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

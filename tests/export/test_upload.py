@@ -12,8 +12,6 @@ import sys
 import pytest
 import torch
 import yaml
-from ckpt_factory import PROBE_IDS, reference_logits_path
-from fake_hub import FakeHub, git_sha1
 
 from pythia_repro.config import load_suite
 from pythia_repro.export.upload import (
@@ -25,6 +23,9 @@ from pythia_repro.export.upload import (
     upload_checkpoint,
     with_retries,
 )
+from pythia_repro.layout import Layout
+from pythia_repro.testing.checkpoints import PROBE_IDS, reference_logits_path
+from pythia_repro.testing.fake_hub import FakeHub, git_sha1
 
 TOKEN = "hf_TESTtoken_do_not_log_4242"
 
@@ -58,7 +59,7 @@ def test_mirror_loads_offline_by_revision(tiny_suite, exported, tmp_path):
         assert tok.eos_token == "<|endoftext|>"
         with torch.no_grad():
             logits = model(input_ids=torch.tensor(PROBE_IDS)).logits
-        ref = torch.load(reference_logits_path(suite.model_dir("pythia-pico-palm"), step, 0))
+        ref = torch.load(reference_logits_path(Layout(suite.root).model_dir("pythia-pico-palm"), step, 0))
         torch.testing.assert_close(logits, ref, rtol=0, atol=1e-5)
 
     # The layout of a huggingface_hub cache: refs name commits, snapshots link into blobs.

@@ -10,9 +10,8 @@ import sys
 import pytest
 import torch
 
-from pythia_repro.models.build import build_model, count_parameters, flops_per_token, hf_config, swiglu_width
-from pythia_repro.models.commands import model_info
-from pythia_repro.models.sizes import SIZES
+from pythia_repro.models.build import build_model, count_parameters, flops_per_token, hf_config, size_info, swiglu_width
+from pythia_repro.models.sizes import SIZES, Shape
 
 # Published totals (Pythia README / paper): independent of our formula and code.
 PUBLISHED = {
@@ -31,7 +30,7 @@ PUBLISHED = {
 
 @pytest.mark.parametrize("size", list(PUBLISHED))
 def test_parameter_count_matches_published(size: str) -> None:
-    info = model_info(size)
+    info = size_info(size)
     assert info["num_parameters"] == PUBLISHED[size]
     assert info["hf_config"]["model_type"] == "gpt_neox"
 
@@ -51,12 +50,12 @@ def test_model_info_cli_json() -> None:
 
 def test_unknown_size_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown size '7b'"):
-        model_info("7b")
+        size_info("7b")
 
 
 def test_padded_vocab_for_model_parallel_sizes() -> None:
-    assert model_info("6.9b")["padded_vocab_size"] == 50432
-    assert model_info("12b")["padded_vocab_size"] == 50688
+    assert size_info("6.9b")["padded_vocab_size"] == 50432
+    assert size_info("12b")["padded_vocab_size"] == 50688
 
 
 def test_palm_is_multi_query_tied_and_bias_free() -> None:
@@ -78,7 +77,7 @@ def test_llama_is_untied_rmsnorm_swiglu() -> None:
 
 def test_small_init_and_wang_init_stds() -> None:
     # A wide model so the sample std of each matrix is close to its target.
-    shape = dict(layers=2, d_model=256, heads=4, ffn=1024, init="small")
+    shape = Shape(layers=2, d_model=256, heads=4, ffn=1024, init="small")
     model = build_model("gpt-neox", shape, vocab_size=1024, seq_length=16, seed=3)
     small, wang = math.sqrt(2 / (5 * 256)), 2 / (2 * math.sqrt(256))
     params = dict(model.named_parameters())
@@ -91,7 +90,7 @@ def test_small_init_and_wang_init_stds() -> None:
 
 
 def test_normal_init_for_large_models() -> None:
-    shape = dict(layers=8, d_model=256, heads=4, ffn=1024, init="normal")
+    shape = Shape(layers=8, d_model=256, heads=4, ffn=1024, init="normal")
     model = build_model("gpt-neox", shape, vocab_size=1024, seq_length=16, seed=3)
     params = dict(model.named_parameters())
     assert model.get_output_embeddings().weight.std().item() == pytest.approx(0.02, rel=0.02)

@@ -15,7 +15,7 @@ Command line (manual use)::
     python tests/slurm/harness.py status [--dir DIR]
     python tests/slurm/harness.py stop  [--dir DIR]
 
-Tests use the session fixture ``slurm_cluster`` (tests/slurm/conftest.py).
+Tests use the session fixture ``slurm_cluster`` (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ CLIENTS = (
     "sstat",
     "sattach",
 )
-INSTALL_HINT = "run `bash tests/slurm/install_slurm.sh` (installs Debian's slurm-wlm and munge; needs root)"
+INSTALL_HINT = ("run `bash tests/slurm/install_slurm.sh` (installs Debian's slurm-wlm and munge; needs root;"
+                " `make test` runs it itself as root)")
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "pythia-repro-slurm"
 PARTITION = "debug"
 NODE_CPUS = 2  # two ranks of a CPU (gloo) training job fit one node

@@ -68,6 +68,7 @@ rule ranks:
 """
 
 
+@pytest.mark.slow
 def test_snakemake_slurm_executor_minimal(slurm_cluster, slurm_profile, tmp_path):
     """Two chained rules through snakemake-executor-plugin-slurm: each ran as its own SLURM job."""
     (tmp_path / "Snakefile").write_text(MINIMAL_SNAKEFILE)

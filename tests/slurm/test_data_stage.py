@@ -7,28 +7,24 @@ limit from SLURM to stop before it.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
+from pythia_repro.layout import Layout
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 # The real workflow, plus one target rule: the whole data stage (data_targets() of data.smk) and
 # the first segment of one model (train.smk).
-FIRST_SEGMENT = "models/pythia-nano/segments/end4.json"
-WRAPPER = f"""\
-include: "{REPO / "Snakefile"}"
+FIRST_SEGMENT = ("pythia-nano", 4)
+WRAPPER = """\
+include: "{snakefile}"
 
 
 rule data_stage:
     input:
         data_targets(),
-        f"{{ROOT}}/{FIRST_SEGMENT}",
+        f"{{ROOT}}/{segment}",
 """
 
 # Jobs of the tiny config (2 shards, standard + deduped, one seed): rule -> count.
@@ -45,32 +41,17 @@ EXPECTED_JOBS = {
 }
 
 
-def test_data_stage_runs_as_slurm_jobs(slurm_cluster, slurm_profile, tmp_path):
-    assert TINY.is_file(), f"{TINY} missing"
-    (tmp_path / "Snakefile").write_text(WRAPPER)
-    env = slurm_cluster.env()
-    # the jobs call `pythia-repro`: the venv's bin first on PATH (it travels into the jobs with --export=ALL)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+def test_data_stage_runs_as_slurm_jobs(slurm_cluster, slurm_profile, tmp_path, repo_root, tiny_config_path,
+                                       snakemake):
     results = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(tmp_path / "Snakefile"),
-        "--configfile",
-        str(TINY),
-        "--config",
-        f"results_dir={results}",
-        "--profile",
-        str(slurm_profile),
-        "--executor",
-        "slurm",
-        "--jobs",
-        "4",
-        "data_stage",
-    ]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1400)
+    layout = Layout(results / "tiny")
+    first_segment = layout.segment_marker(*FIRST_SEGMENT)
+    (tmp_path / "Snakefile").write_text(WRAPPER.format(snakefile=repo_root / "Snakefile",
+                                                       segment=first_segment.relative_to(layout.root)))
+    # the jobs call `pythia-repro`: the venv's bin is first on PATH (it travels into the jobs with --export=ALL)
+    proc = snakemake(tmp_path, tiny_config_path, "--profile", str(slurm_profile), "--executor", "slurm",
+                     "--jobs", "4", "data_stage", snakefile=tmp_path / "Snakefile", results_dir=results,
+                     env=slurm_cluster.env(), timeout=1400)
     logs = "\n".join(
         f"==> {p} <==\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(results.rglob("logs/**/*.log"))
     )
@@ -93,9 +74,9 @@ def test_data_stage_runs_as_slurm_jobs(slurm_cluster, slurm_profile, tmp_path):
 
     # the stage's outputs are there: data order per variant, dedup report
     for variant in ("standard", "deduped"):
-        assert len(list((results / "tiny" / "data" / variant).glob("*_shuffle_idx.npy"))) == 1, variant
-    assert (results / "tiny" / "data" / "deduped" / "dedup_report.json").is_file()
+        assert len(list(layout.variant_dir(variant).glob("*_shuffle_idx.npy"))) == 1, variant
+    assert layout.dedup_report.is_file()
     # the training segment ran as a SLURM job and knew the job's time limit
-    assert (results / "tiny" / FIRST_SEGMENT).is_file()
-    train_log = (results / "tiny" / "logs" / "train" / "pythia-nano" / "end4.log").read_text()
+    assert first_segment.is_file()
+    train_log = layout.log("train", "pythia-nano/end4").read_text()
     assert "[launch] SLURM time limit at" in train_log, train_log[-3000:]

@@ -1,39 +1,26 @@
-"""profiles/slurm (the real-cluster profile) parses and gives each rule the intended SLURM resources."""
+"""profiles/slurm (the real-cluster profile) drives a real DAG: a dry run of the tiny suite with
+`--profile profiles/slurm` gives every rule the resources, threads and groups the profile sets."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-PROFILE = REPO / "profiles" / "slurm"
+import yaml
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory) -> str:
+def profile(repo_root) -> dict:
+    return yaml.safe_load((repo_root / "profiles" / "slurm" / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory, repo_root, tiny_config_path, snakemake) -> str:
     """`snakemake -n` of the tiny suite with the SLURM profile: no cluster needed for a dry run."""
     tmp = tmp_path_factory.mktemp("slurm_profile")
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--profile",
-        str(PROFILE),
-        "--configfile",
-        str(REPO / "tests" / "configs" / "tiny.yaml"),
-        "--config",
-        f"results_dir={tmp / 'results'}",
-        "--cores",
-        "64",  # a dry run caps threads at --cores; on the cluster it is each job's own
-        "-n",
-    ]
-    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=300)
+    # a dry run caps threads at --cores; on the cluster it is each job's own
+    proc = snakemake(tmp, tiny_config_path, "--profile", str(repo_root / "profiles" / "slurm"), "--cores", "64",
+                     "-n", results_dir=tmp / "results", timeout=300)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return proc.stdout + proc.stderr
 
@@ -44,29 +31,34 @@ def _resources(out: str, rule: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in m.group(1).split(", "))
 
 
-def test_profile_settings():
-    import yaml
+def test_every_rule_gets_the_profiles_resources(dry_run, profile):
+    assert len(profile["set-resources"]) >= 10
+    for rule, resources in profile["set-resources"].items():
+        planned = _resources(dry_run, rule)
+        for name, value in resources.items():
+            assert planned.get(name) == str(value), f"{rule}: {name}={planned.get(name)}, profile says {value}"
 
-    cfg = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    assert cfg["executor"] == "slurm"
-    assert cfg["rerun-incomplete"] is True and cfg["latency-wait"] >= 60 and cfg["retries"] >= 1
-    assert {"runtime", "mem_mb"} <= set(cfg["default-resources"])
-    assert cfg["groups"] == {"export": "post", "upload": "post", "evaluate": "post"}
+
+def test_set_threads_reach_the_jobs(dry_run, profile):
+    for rule, threads in profile["set-threads"].items():
+        m = re.search(rf"rule {rule}:\n(?:\s+\w+:.*\n)*?\s+threads: (\d+)\n", dry_run)
+        assert m and int(m.group(1)) == threads, rule
+    assert "--workers 32" in dry_run  # tokenize_shard's threads reach its command
 
 
 def test_data_rules_get_their_resources(dry_run):
     assert _resources(dry_run, "tokenize_shard")["mem_mb"] == "8000"
     assert _resources(dry_run, "order")["mem_mb"] == "8000"
     assert _resources(dry_run, "dedup_clusters")["mem_mb"] == "32000"
-    assert "--workers 32" in dry_run  # set-threads
     synth = _resources(dry_run, "synth_corpus")
     assert synth["runtime"] == "30"
 
 
-def test_train_and_post_rules(dry_run):
+def test_train_and_post_rules(dry_run, profile):
     train = _resources(dry_run, "train_segment")
     assert train["tasks_per_gpu"] == "1" and train["runtime"] == "1440"
     # One rank (tiny.yaml): the executor's own srun step, no `mpi` (the plugin wants 2+ tasks for it),
     # and no --signal, which would reach Snakemake in that step (launch stops before the limit itself).
     assert "mpi" not in train and "--signal" not in train.get("slurm_extra", "")
-    assert "Group job post" in dry_run
+    # export -> upload -> evaluate of a checkpoint: one group job per the profile's `groups`
+    assert set(profile["groups"].values()) == {"post"} and "Group job post" in dry_run

@@ -19,8 +19,9 @@ import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from pythia_repro.config import load_suite
-from pythia_repro.data.indexed import IndexedDatasetBuilder
+from pythia_repro.data.indexed import IndexedDataset, IndexedDatasetBuilder
 from pythia_repro.data.order import build_index_mappings
+from pythia_repro.layout import Layout
 
 PRONOUNS = ["ĠHe", "ĠShe", "Ġhe", "Ġshe", "Ġhis", "Ġher", "Ġhim"]
 
@@ -53,25 +54,24 @@ def build_tiny_suite(root: Path, **training) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     suite = load_suite(path)
+    layout = Layout(suite.root)
 
     vocab = {"<|endoftext|>": 0, "<|padding|>": 1}
     for word in PRONOUNS + [f"Ġw{i}" for i in range(100)]:
         vocab[word] = len(vocab)
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<|padding|>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    suite.tokenizer_path.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(suite.tokenizer_path))
+    layout.tokenizer.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(layout.tokenizer))
 
     rng = np.random.default_rng(0)
     for variant in suite.variants:
-        prefix = suite.data_prefix(variant)
+        prefix = layout.data_prefix(variant)
         with IndexedDatasetBuilder(str(prefix) + ".bin", np.uint16) as builder:
             for _ in range(60):
                 doc = rng.integers(2, len(vocab), size=int(rng.integers(3, 30)))
                 builder.add_document(np.append(doc, 0))
             builder.finalize(str(prefix) + ".idx")
-        from pythia_repro.data.indexed import IndexedDataset
-
         sizes = IndexedDataset(prefix).sizes
         for seed in sorted({m.seed for m in suite.models}):
             build_index_mappings(prefix, np.asarray(sizes), suite.num_samples, suite.seq_length, seed,
@@ -79,12 +79,15 @@ def build_tiny_suite(root: Path, **training) -> Path:
     return path
 
 
-def cli(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `pythia-repro ARGS` in a fresh interpreter (DeepSpeed sets up torch.distributed globally)."""
+def cli(*args: str, env: dict | None = None, check: bool = True, timeout: float = 300,
+        signal_at: tuple[int, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `pythia-repro ARGS` in a fresh interpreter (DeepSpeed sets up torch.distributed globally);
+    `signal_at=(STEP, "TERM")` makes the trainer signal itself after STEP (testing.step_signal)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **(env or {})}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         full_env.pop(key, None)
-    proc = subprocess.run([sys.executable, "-m", "pythia_repro.cli", *args], env=full_env, capture_output=True,
+    entry = ["pythia_repro.testing.step_signal", str(signal_at[0]), signal_at[1]] if signal_at else ["pythia_repro.cli"]
+    proc = subprocess.run([sys.executable, "-m", *entry, *args], env=full_env, capture_output=True,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"pythia-repro {' '.join(args)} exited {proc.returncode}\n{proc.stderr[-4000:]}")

@@ -6,11 +6,15 @@ of 2 each. Same samples, same mean loss, so losses and weights agree up to float
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pythia_repro.config import load_suite
+from pythia_repro.layout import Layout
 from pythia_repro.train.checkpoint import complete_checkpoints
 from pythia_repro.train.metrics import read_metrics
+
+pytestmark = pytest.mark.slow  # two trainings, one of them on 2 ranks: ~2.5 min
 
 MODEL = "pythia-pico"
 
@@ -27,20 +31,19 @@ def test_two_ranks_match_one_rank(tmp_path, tiny_suite, run_cli) -> None:
     proc = run_cli("launch", "--config", str(two), "--ranks", "2", *args)
     assert "torch.distributed.run" in proc.stderr  # auto: torchrun outside SLURM
 
-    s1, s2 = load_suite(one), load_suite(two)
-    rows1 = read_metrics(s1.model_dir(MODEL) / "metrics.jsonl")
-    rows2 = read_metrics(s2.model_dir(MODEL) / "metrics.jsonl")
+    l1, l2 = Layout(load_suite(one).root), Layout(load_suite(two).root)
+    rows1 = read_metrics(l1.metrics(MODEL))
+    rows2 = read_metrics(l2.metrics(MODEL))
     assert [r["step"] for r in rows2] == [1, 2, 3, 4]
     for a, b in zip(rows1, rows2, strict=True):
         assert abs(a["loss"] - b["loss"]) <= 1e-5 * a["loss"], (a, b)
         assert abs(a["grad_norm"] - b["grad_norm"]) <= 1e-4 * a["grad_norm"], (a, b)
         assert a["lr"] == b["lr"]
 
-    ckpt2 = s2.model_dir(MODEL) / "checkpoints"
-    manifest = complete_checkpoints(ckpt2)[4]
+    manifest = complete_checkpoints(l2.checkpoints_dir(MODEL))[4]
     assert manifest["world_size"] == 2
-    assert len(list((ckpt2 / "step4").glob("*optim_states.pt"))) == 2  # one ZeRO partition per rank
-    assert len(list((ckpt2 / "step4").glob("rng_rank*.pt"))) == 2
-    w1, w2 = _module(s1.model_dir(MODEL) / "checkpoints/step4"), _module(ckpt2 / "step4")
+    assert len(list(l2.checkpoint(MODEL, 4).glob("*optim_states.pt"))) == 2  # one ZeRO partition per rank
+    assert len(list(l2.checkpoint(MODEL, 4).glob("rng_rank*.pt"))) == 2
+    w1, w2 = _module(l1.checkpoint(MODEL, 4)), _module(l2.checkpoint(MODEL, 4))
     for name in w1:
         torch.testing.assert_close(w1[name], w2[name], rtol=1e-4, atol=1e-5, msg=name)

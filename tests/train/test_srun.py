@@ -1,8 +1,8 @@
 """A training segment on 2 ranks inside a SLURM allocation: `launch` runs srun, ranks come from SLURM_*.
 
 Uses the local single-node cluster of tests/slurm/harness.py. The first job gets SLURM's warning
-signal (SIGUSR1, here raised by the trainer's debug hook on both ranks after step 2): it must
-checkpoint off the schedule and fail with exit code 75; resubmitting the same command finishes
+signal (SIGUSR1, here raised by each rank itself after step 3, through pythia_repro.testing.step_signal):
+it must checkpoint off the schedule and fail with exit code 75; resubmitting the same command finishes
 the segment from that checkpoint. (2 ranks = 1 rank numerically: test_multirank.py.)
 A one-rank job with a 2-minute time limit: `launch` reads the limit from SLURM and, with
 --stop-before-limit 110, the trainer checkpoints and exits 75 about 10 s in, before SLURM kills it.
@@ -10,36 +10,20 @@ A one-rank job with a 2-minute time limit: `launch` reads the limit from SLURM a
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
 from pythia_repro.config import load_suite
+from pythia_repro.layout import Layout
 from pythia_repro.train.checkpoint import complete_checkpoints
 from pythia_repro.train.metrics import read_metrics
-from pythia_repro.train.trainer import DEBUG_SIGNAL_ENV, PREEMPTED
+from pythia_repro.train.trainer import PREEMPTED
 
-pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(300)]
 
 MODEL = "pythia-pico"
-
-
-def _harness():
-    name = "pythia_repro_tests_slurm_harness"  # the name tests/slurm/conftest.py loads it under
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "slurm" / "harness.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    # tests/slurm's session fixture is not visible from this folder; same harness, same body.
-    yield from _harness().session_cluster(tmp_path_factory)
 
 
 def _submit(cluster, workdir: Path, command: str, env: dict | None = None, ntasks: int = 2,
@@ -59,34 +43,37 @@ def _sbatch(cluster, workdir: Path, command: str, env: dict | None = None) -> tu
 
 def test_two_ranks_under_srun_resume_after_sigusr1(slurm_cluster, tmp_path, tiny_suite) -> None:
     config = tiny_suite(tmp_path / "srun")
-    launch = (f"{sys.executable} -m pythia_repro.cli launch --config {config} --model {MODEL} --until-step 4"
-              " --ranks 2 --threads 1 --no-tensorboard")
-    suite = load_suite(config)
-    model_dir = suite.model_dir(MODEL)
+    args = f"launch --config {config} --model {MODEL} --until-step 4 --ranks 2 --threads 1 --no-tensorboard"
+    # The first job's ranks each send themselves SLURM's warning signal after step 3.
+    signalled = f"{sys.executable} -m pythia_repro.testing.step_signal 3 USR1 {args}"
+    launch = f"{sys.executable} -m pythia_repro.cli {args}"
+    layout = Layout(load_suite(config).root)
 
-    record, log = _sbatch(slurm_cluster, tmp_path, launch, {DEBUG_SIGNAL_ENV: "3:USR1"})
+    record, log = _sbatch(slurm_cluster, tmp_path, signalled)
     assert record["JobState"] == "FAILED" and record["ExitCode"].startswith(f"{PREEMPTED}:"), (record, log)
     assert "[launch] srun --ntasks=2" in log, log
-    ckpts = complete_checkpoints(model_dir / "checkpoints")
+    ckpts = complete_checkpoints(layout.checkpoints_dir(MODEL))
     assert ckpts[3]["scheduled"] is False and ckpts[3]["world_size"] == 2, log
-    assert not (model_dir / "segments/end4.json").exists()
+    assert not layout.segment_marker(MODEL, 4).exists()
 
     record, log = _sbatch(slurm_cluster, tmp_path, launch)
     assert record["JobState"] == "COMPLETED", (record, log)
     assert "resumed at step 3" in log
-    assert (model_dir / "segments/end4.json").is_file()
-    assert len(list((model_dir / "checkpoints/step4").glob("*optim_states.pt"))) == 2
+    assert layout.segment_marker(MODEL, 4).is_file()
+    assert len(list(layout.checkpoint(MODEL, 4).glob("*optim_states.pt"))) == 2
 
-    rows = read_metrics(model_dir / "metrics.jsonl")
+    rows = read_metrics(layout.metrics(MODEL))
     assert [r["step"] for r in rows] == [1, 2, 3, 4], "a resumed step was logged twice"
     assert all(r["loss"] > 0 and r["grad_norm"] > 0 for r in rows)
 
 
 def test_one_rank_stops_before_the_slurm_time_limit(slurm_cluster, tmp_path, tiny_suite) -> None:
     steps = 100_000  # far more than fit in the job; no checkpoint until the end
+    # Checkpoints at 0 and the end only: however late a loaded machine reaches the deadline, the
+    # stop is off the schedule (with step 1 scheduled, a slow start made it a scheduled one).
     config = tiny_suite(tmp_path / "one", train_iters=steps, segment_steps=steps,
-                        checkpoints={"log_spaced_until": 1, "every": steps})
-    model_dir = load_suite(config).model_dir(MODEL)
+                        checkpoints={"log_spaced_until": 0, "every": steps})
+    layout = Layout(load_suite(config).root)
     launch = (f"{sys.executable} -m pythia_repro.cli launch --config {config} --model {MODEL}"
               f" --until-step {steps} --threads 1 --no-tensorboard --stop-before-limit 110")
     job = _submit(slurm_cluster, tmp_path, launch, ntasks=1, sbatch_args=("--time=2",))
@@ -95,9 +82,9 @@ def test_one_rank_stops_before_the_slurm_time_limit(slurm_cluster, tmp_path, tin
 
     assert "[launch] SLURM time limit at" in log and "[train] time limit near" in log, log[-3000:]
     assert record["JobState"] == "FAILED" and record["ExitCode"].startswith(f"{PREEMPTED}:"), (record, log)
-    ckpts = complete_checkpoints(model_dir / "checkpoints")
+    ckpts = complete_checkpoints(layout.checkpoints_dir(MODEL))
     stops = [step for step, manifest in ckpts.items() if manifest["scheduled"] is False]
     assert len(stops) == 1 and 0 < stops[0] < steps, (sorted(ckpts), log[-3000:])
     assert ckpts[stops[0]]["reason"] == "time limit near"
-    assert len(read_metrics(model_dir / "metrics.jsonl")) == stops[0]
-    assert not (model_dir / f"segments/end{steps}.json").exists()
+    assert len(read_metrics(layout.metrics(MODEL))) == stops[0]
+    assert not layout.segment_marker(MODEL, steps).exists()

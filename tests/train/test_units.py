@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from pythia_repro.models.build import build_model
+from pythia_repro.models.sizes import Shape
 from pythia_repro.train.batches import RankBatches, accumulation_steps
 from pythia_repro.train.distributed import (
     DistEnv,
@@ -25,8 +27,7 @@ from pythia_repro.train.schedule import AnnealingLR, annealing_lr, schedule_for
 from pythia_repro.train.substitution import Substitution, substitution_map
 from pythia_repro.train.trainer import deepspeed_config
 
-PICO = {"layers": 2, "d_model": 32, "heads": 2, "ffn": 64, "lr": 1e-3, "min_lr": 1e-4, "init": "small",
-        "model_parallel": 1}
+PICO = Shape(layers=2, d_model=32, heads=2, ffn=64, lr=1e-3, min_lr=1e-4)
 
 
 # ----- learning-rate schedule: GPT-NeoX v1.0 AnnealingLR ----------------------------------------
@@ -72,7 +73,8 @@ def test_annealing_lr_fractional_warmup_and_no_warmup() -> None:
 
 def test_scheduler_sets_param_groups_and_round_trips_state() -> None:
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
-    args = schedule_for({"train_iters": 143000, "warmup_fraction": 0.01}, {"lr": 6e-4, "min_lr": 6e-5})
+    training = SimpleNamespace(train_iters=143000, warmup_fraction=0.01)
+    args = schedule_for(training, Shape(1, 8, 1, 8, lr=6e-4, min_lr=6e-5))
     assert args == {**PYTHIA_160M, "decay_style": "cosine"}
     sched = AnnealingLR(opt, **args)
     assert opt.param_groups[0]["lr"] == 0.0
@@ -134,14 +136,15 @@ def test_indivisible_batch_is_an_error() -> None:
 
 
 def test_deepspeed_config_from_training_section() -> None:
-    training = {"global_batch_size": 1024, "micro_batch_size": 16, "grad_clip": 1.0, "zero_stage": 1,
-                "precision": "fp16"}
+    training = SimpleNamespace(global_batch_size=1024, micro_batch_size=16, grad_clip=1.0, zero_stage=1,
+                               precision="fp16")
     cfg = deepspeed_config(training, world_size=32, num_params=10**9, device=torch.device("cpu"))
     assert cfg["gradient_accumulation_steps"] == 2 and cfg["train_micro_batch_size_per_gpu"] == 16
     assert cfg["fp16"]["enabled"] and cfg["fp16"]["loss_scale"] == 0 and cfg["fp16"]["initial_scale_power"] == 12
     assert not cfg["bf16"]["enabled"] and cfg["gradient_clipping"] == 1.0
     assert cfg["zero_optimization"]["stage"] == 1 and cfg["zero_optimization"]["reduce_bucket_size"] == 5e8
-    no_micro = deepspeed_config({**training, "micro_batch_size": None}, 4, 1000, torch.device("cpu"))
+    no_micro = deepspeed_config(SimpleNamespace(**{**vars(training), "micro_batch_size": None}), 4, 1000,
+                                torch.device("cpu"))
     assert no_micro["train_micro_batch_size_per_gpu"] == 256 and no_micro["gradient_accumulation_steps"] == 1
 
 

@@ -8,11 +8,7 @@ the checkout; `pythia-repro` in the jobs is this interpreter's.
 from __future__ import annotations
 
 import json
-import os
-import re
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +16,10 @@ import pytest
 import yaml
 
 from pythia_repro.config import load_suite
+from pythia_repro.layout import Layout
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
 DATA_RULES = ("synth_corpus", "tokenizer", "dedup_signatures", "dedup_clusters", "dedup_apply",
               "tokenize_shard", "merge_tokens", "order")
-
-
-def snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--configfile",
-           str(configfile), "--config", f"results_dir={workdir / 'results'}", *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a (dry) run."""
-    table = output.split("Job stats:", 1)[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE) if m[1] != "total"}
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -46,8 +28,8 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def order_files(suite, variant: str, seed: int) -> list[Path]:
-    stem = f"{suite.data_prefix(variant)}_train_0_indexmap_{suite.num_samples}ns_{suite.seq_length}sl_{seed}s"
-    return [Path(f"{stem}_{kind}_idx.npy") for kind in ("doc", "sample", "shuffle")]
+    """GPT-NeoX's doc, sample and shuffle index maps of one variant and seed."""
+    return Layout(suite.root).index_maps(variant, suite.num_samples, suite.seq_length, seed)
 
 
 def idx_items(prefix: Path) -> int:
@@ -58,8 +40,9 @@ def idx_items(prefix: Path) -> int:
 
 
 # ----- (a) the DAG of the shipped configs ---------------------------------------------------------
-def test_default_config_dry_run(tmp_path):
-    run = snakemake(tmp_path, REPO / "config" / "config.yaml", "-n", "--printshellcmds", "--cores", "1")
+def test_default_config_dry_run(tmp_path, repo_root, snakemake, job_counts):
+    run = snakemake(tmp_path, repo_root / "config" / "config.yaml", "-n", "--printshellcmds", "--cores", "1",
+                    results_dir=tmp_path / "results")
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout + run.stderr
     counts = job_counts(out)
@@ -67,7 +50,7 @@ def test_default_config_dry_run(tmp_path):
     expected = {"synth_corpus": 1, "tokenizer": 1, "dedup_signatures": 2, "dedup_clusters": 1,
                 "dedup_apply": 2, "tokenize_shard": 4, "merge_tokens": 2, "order": 2}
     assert {rule: counts.get(rule, 0) for rule in DATA_RULES} == expected
-    suite = load_suite(REPO / "config" / "config.yaml")
+    suite = load_suite(repo_root / "config" / "config.yaml")
     for variant in ("standard", "deduped"):
         assert "pile_text_document_train_0_indexmap_4117ns_128sl_1234s_shuffle_idx.npy" in out
         assert f"{variant}/pile_text_document.bin" in out
@@ -76,20 +59,10 @@ def test_default_config_dry_run(tmp_path):
     assert suite.num_samples == 4117
 
 
-def test_pythia_config_dry_run(tmp_path):
+@pytest.mark.slow  # the paper's DAG: ~20-50 s to build (once per session, shared)
+def test_pythia_config_dry_run(pythia_dry_run, job_counts):
     """The paper's suite: 30 Pile shards -> 30 MinHash and 60 tokenize jobs, GPT-NeoX file names."""
-    config = yaml.safe_load((REPO / "config" / "pythia.yaml").read_text())
-    pile = tmp_path / "pile"
-    pile.mkdir()
-    config["corpus"]["files"] = [str(pile / Path(f).name) for f in config["corpus"]["files"]]
-    for f in config["corpus"]["files"]:
-        Path(f).touch()
-    (pile / "20B_tokenizer.json").touch()
-    config["tokenizer"]["path"] = str(pile / "20B_tokenizer.json")
-    path = write_config(tmp_path / "pythia.yaml", config)
-    run = snakemake(tmp_path, path, "-n", "--printshellcmds", "--cores", "1")
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = run.stdout + run.stderr
+    out, pile = pythia_dry_run["out"], pythia_dry_run["pile"]
     counts = job_counts(out)
     expected = {"synth_corpus": 0, "tokenizer": 1, "dedup_signatures": 30, "dedup_clusters": 1,
                 "dedup_apply": 30, "tokenize_shard": 60, "merge_tokens": 2, "order": 2}
@@ -99,20 +72,17 @@ def test_pythia_config_dry_run(tmp_path):
     assert f"--input {pile}/00.jsonl.zst" in out
 
 
-def test_pythia_config_without_the_pile_names_the_missing_files(tmp_path):
-    run = snakemake(tmp_path, REPO / "config" / "pythia.yaml", "-n", "--cores", "1")
+def test_pythia_config_without_the_pile_names_the_missing_files(tmp_path, repo_root, snakemake):
+    run = snakemake(tmp_path, repo_root / "config" / "pythia.yaml", "-n", "--cores", "1",
+                    results_dir=tmp_path / "results")
     assert run.returncode != 0
     out = run.stdout + run.stderr
     assert "Missing input files" in out and "/data/pile/train/00.jsonl.zst" in out
 
 
 # ----- (b) config errors stop the DAG build and name the key -------------------------------------
-def _tiny() -> dict:
-    return yaml.safe_load(TINY.read_text())
-
-
-def _edit(change):
-    config = _tiny()
+def _edit(tiny: Path, change) -> dict:
+    config = yaml.safe_load(tiny.read_text())
     change(config)
     return config
 
@@ -129,26 +99,27 @@ def _edit(change):
     ],
     ids=["unknown-key", "seq-length", "rate", "files", "tokenizer-path"],
 )
-def test_bad_config_fails_naming_the_key(tmp_path, change, message):
-    path = write_config(tmp_path / "bad.yaml", _edit(change))
-    run = snakemake(tmp_path, path, "-n", "--cores", "1")
+def test_bad_config_fails_naming_the_key(tmp_path, tiny_config_path, snakemake, change, message):
+    path = write_config(tmp_path / "bad.yaml", _edit(tiny_config_path, change))
+    run = snakemake(tmp_path, path, "-n", "--cores", "1", results_dir=tmp_path / "results")
     assert run.returncode != 0
     assert message in run.stdout + run.stderr
 
 
 # ----- (c) a real run of the data stage -----------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, tiny_config_path, snakemake):
     workdir = tmp_path_factory.mktemp("tiny-data")
-    config = _tiny()
+    config = yaml.safe_load(tiny_config_path.read_text())
     config["results_dir"] = str(workdir / "results")
     suite = load_suite(config)
     seeds = sorted({m.seed for m in suite.models})
     targets = [f for v in ("standard", "deduped") for s in seeds for f in order_files(suite, v, s)]
-    report = suite.data_dir("deduped") / "dedup_report.json"
+    report = Layout(suite.root).dedup_report
     targets.append(report)
-    run = snakemake(workdir, TINY, "--cores", "2", *map(str, targets))
-    return {"workdir": workdir, "suite": suite, "targets": targets, "report": report, "run": run}
+    run = snakemake(workdir, tiny_config_path, "--cores", "2", *map(str, targets), results_dir=workdir / "results")
+    return {"workdir": workdir, "suite": suite, "targets": targets, "report": report, "run": run,
+            "config": tiny_config_path}
 
 
 def test_data_stage_runs(tiny_run):
@@ -164,8 +135,9 @@ def test_deduped_variant_is_smaller(tiny_run):
     suite = tiny_run["suite"]
     if tiny_run["run"].returncode:
         pytest.skip("data stage failed (see test_data_stage_runs)")
-    manifest = json.loads((suite.data_dir() / "corpus" / "manifest.json").read_text())
-    standard, deduped = suite.data_prefix("standard"), suite.data_prefix("deduped")
+    layout = Layout(suite.root)
+    manifest = json.loads(layout.corpus_manifest.read_text())
+    standard, deduped = layout.data_prefix("standard"), layout.data_prefix("deduped")
     assert deduped.with_suffix(".bin").stat().st_size < standard.with_suffix(".bin").stat().st_size
     # one item per non-empty document (GPT-NeoX drops empty ones); dedup drops at most the planted copies
     empty = len(manifest["train"]["empty_documents"])
@@ -179,9 +151,10 @@ def test_deduped_variant_is_smaller(tiny_run):
         assert len(shuffle) >= suite.num_samples and sample.shape[1] == 2 and len(doc) > 0
 
 
-def test_rerun_has_nothing_to_do(tiny_run):
+def test_rerun_has_nothing_to_do(tiny_run, snakemake):
     if tiny_run["run"].returncode:
         pytest.skip("data stage failed (see test_data_stage_runs)")
-    run = snakemake(tiny_run["workdir"], TINY, "-n", "--cores", "2", *map(str, tiny_run["targets"]))
+    run = snakemake(tiny_run["workdir"], tiny_run["config"], "-n", "--cores", "2", *map(str, tiny_run["targets"]),
+                    results_dir=tiny_run["workdir"] / "results")
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Nothing to be done" in run.stdout + run.stderr

@@ -1,64 +1,21 @@
 # Data stage: corpus -> tokenizer -> (near-dedup) -> token files -> GPT-NeoX data order.
-# Outputs under {ROOT}/data/; one job per corpus shard where the work is per shard.
-
-
-DATA = f"{ROOT}/data"
-
-
-def corpus_shards():
-    """Train shards in order: the user's Pile files, or the synthetic mini-Pile's."""
-    corpus = SUITE.config["corpus"]
-    if corpus["source"] == "files":
-        return list(corpus["files"])
-    return [f"{DATA}/corpus/train_{i:02d}.jsonl.zst" for i in range(corpus["synthetic"]["num_shards"])]
-
-
-CORPUS_SHARDS = corpus_shards()
-SHARD_IDS = [f"{i:02d}" for i in range(len(CORPUS_SHARDS))]
-ON_MALFORMED = SUITE.config["corpus"]["on_malformed"]  # the verbs given --config read it themselves
-
-
-def variant_shard(wildcards):
-    if wildcards.variant == "standard":
-        return CORPUS_SHARDS[int(wildcards.shard)]
-    return f"{DATA}/deduped/corpus/{wildcards.shard}.jsonl.zst"
-
-
-def order_files(variant, seed):
-    prefix = f"{DATA}/{variant}/{DATA_PREFIX_NAME}"
-    stem = f"{prefix}_train_0_indexmap_{SUITE.num_samples}ns_{SUITE.seq_length}sl_{seed}s"
-    return [f"{stem}_{kind}_idx.npy" for kind in ("doc", "sample", "shuffle")]
-
-
-def data_targets():
-    seeds = sorted({m.seed for m in SUITE.models})
-    targets = [f for v in SUITE.variants for s in seeds for f in order_files(v, s)]
-    if "deduped" in SUITE.variants:
-        targets.append(f"{DATA}/deduped/dedup_report.json")
-    return targets
-
-
-wildcard_constraints:
-    shard=r"\d+",
-    variant="standard|deduped",
-    seed=r"\d+",
+# One job per corpus shard where the work is per shard.
 
 
 rule synth_corpus:
     output:
-        shards=[f"{DATA}/corpus/train_{i}.jsonl.zst" for i in SHARD_IDS],
-        heldout=f"{DATA}/corpus/heldout.jsonl",
-        manifest=f"{DATA}/corpus/manifest.json",
+        shards=[path(LAYOUT.synthetic_shard(i)) for i in SHARD_IDS],
+        heldout=path(LAYOUT.heldout_file),
+        manifest=path(LAYOUT.corpus_manifest),
     log:
-        f"{ROOT}/logs/data/synth_corpus.log",
+        path(LAYOUT.log("data", "synth_corpus")),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        config=SUITE_CONFIG,
+        out_dir=lambda wc, output: os.path.dirname(output.manifest),
     shell:
-        "{CLI} synth-corpus --config {SUITE_CONFIG} --out-dir {DATA}/corpus 2> {log}"
-
-
-def given_tokenizer():
-    """tokenizer.source file: the user's tokenizer.json, so replacing it retokenizes."""
-    tok = SUITE.config["tokenizer"]
-    return [tok["path"]] if tok["source"] == "file" else []
+        "pythia-repro synth-corpus --config {params.config} --out-dir {params.out_dir} 2> {log}"
 
 
 rule tokenizer:
@@ -66,92 +23,117 @@ rule tokenizer:
         corpus=CORPUS_SHARDS,
         given=given_tokenizer(),
     output:
-        f"{DATA}/tokenizer/tokenizer.json",
+        path(LAYOUT.tokenizer),
     log:
-        f"{ROOT}/logs/data/tokenizer.log",
+        path(LAYOUT.log("data", "tokenizer")),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        config=SUITE_CONFIG,
     shell:
-        "{CLI} tokenizer --config {SUITE_CONFIG} --input {input.corpus} --output {output} 2> {log}"
+        "pythia-repro tokenizer --config {params.config} --input {input.corpus} --output {output} 2> {log}"
 
 
 rule dedup_signatures:
     input:
-        lambda wc: CORPUS_SHARDS[int(wc.shard)],
+        corpus_shard,
     output:
-        f"{DATA}/deduped/minhash/{{shard}}.npz",
+        path(LAYOUT.dedup_signatures("{shard}")),
     log:
-        f"{ROOT}/logs/data/dedup_signatures_{{shard}}.log",
+        path(LAYOUT.log("data", "dedup_signatures_{shard}")),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        config=SUITE_CONFIG,
     shell:
-        "{CLI} dedup-signatures --config {SUITE_CONFIG} --input {input} --shard-index {wildcards.shard}"
+        "pythia-repro dedup-signatures --config {params.config} --input {input} --shard-index {wildcards.shard}"
         " --output {output} 2> {log}"
 
 
 rule dedup_clusters:
     input:
-        expand(f"{DATA}/deduped/minhash/{{shard}}.npz", shard=SHARD_IDS),
+        [path(LAYOUT.dedup_signatures(s)) for s in SHARD_IDS],
     output:
-        keep=f"{DATA}/deduped/dedup_keep.npz",
-        report=f"{DATA}/deduped/dedup_report.json",
+        keep=path(LAYOUT.dedup_keep),
+        report=path(LAYOUT.dedup_report),
     log:
-        f"{ROOT}/logs/data/dedup_clusters.log",
+        path(LAYOUT.log("data", "dedup_clusters")),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        config=SUITE_CONFIG,
     shell:
-        "{CLI} dedup-clusters --config {SUITE_CONFIG} --signatures {input}"
+        "pythia-repro dedup-clusters --config {params.config} --signatures {input}"
         " --keep {output.keep} --report {output.report} 2> {log}"
 
 
 rule dedup_apply:
     input:
-        shard=lambda wc: CORPUS_SHARDS[int(wc.shard)],
-        keep=f"{DATA}/deduped/dedup_keep.npz",
+        shard=corpus_shard,
+        keep=path(LAYOUT.dedup_keep),
     output:
-        f"{DATA}/deduped/corpus/{{shard}}.jsonl.zst",
+        path(LAYOUT.deduped_shard("{shard}")),
     log:
-        f"{ROOT}/logs/data/dedup_apply_{{shard}}.log",
+        path(LAYOUT.log("data", "dedup_apply_{shard}")),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        config=SUITE_CONFIG,
     shell:
-        "{CLI} dedup-apply --config {SUITE_CONFIG} --input {input.shard} --keep {input.keep}"
+        "pythia-repro dedup-apply --config {params.config} --input {input.shard} --keep {input.keep}"
         " --shard-index {wildcards.shard} --output {output} 2> {log}"
 
 
 rule tokenize_shard:
     input:
         shard=variant_shard,
-        tokenizer=f"{DATA}/tokenizer/tokenizer.json",
+        tokenizer=path(LAYOUT.tokenizer),
     output:
-        multiext(f"{DATA}/{{variant}}/tokens/{{shard}}", ".bin", ".idx"),
+        [path(p) for p in LAYOUT.token_files(LAYOUT.shard_tokens("{variant}", "{shard}"))],
     log:
-        f"{ROOT}/logs/data/tokenize_{{variant}}_{{shard}}.log",
+        path(LAYOUT.log("data", "tokenize_{variant}_{shard}")),
+    conda:
+        "../../envs/data.yaml"
     threads: 2
+    params:
+        prefix=lambda wc, output: prefix_of(output),
+        on_malformed=SUITE.corpus.on_malformed,
     shell:
-        "{CLI} tokenize --input {input.shard} --tokenizer {input.tokenizer}"
-        " --output-prefix {DATA}/{wildcards.variant}/tokens/{wildcards.shard} --workers {threads}"
-        " --on-malformed {ON_MALFORMED} 2> {log}"
+        "pythia-repro tokenize --input {input.shard} --tokenizer {input.tokenizer}"
+        " --output-prefix {params.prefix} --workers {threads} --on-malformed {params.on_malformed} 2> {log}"
 
 
 rule merge_tokens:
     input:
-        expand(f"{DATA}/{{{{variant}}}}/tokens/{{shard}}.bin", shard=SHARD_IDS),
+        variant_shard_tokens,
     output:
-        multiext(f"{DATA}/{{variant}}/{DATA_PREFIX_NAME}", ".bin", ".idx"),
-    params:
-        prefixes=lambda wc, input: [p[: -len(".bin")] for p in input],
+        token_files("{variant}"),
     log:
-        f"{ROOT}/logs/data/merge_tokens_{{variant}}.log",
+        path(LAYOUT.log("data", "merge_tokens_{variant}")),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        inputs=lambda wc, input: [p[: -len(".bin")] for p in input],
+        prefix=lambda wc, output: prefix_of(output),
     shell:
-        "{CLI} merge-tokens --inputs {params.prefixes}"
-        " --output-prefix {DATA}/{wildcards.variant}/{DATA_PREFIX_NAME} 2> {log}"
+        "pythia-repro merge-tokens --inputs {params.inputs} --output-prefix {params.prefix} 2> {log}"
 
 
 rule order:
     input:
-        multiext(f"{DATA}/{{variant}}/{DATA_PREFIX_NAME}", ".bin", ".idx"),
+        token_files("{variant}"),
     output:
-        [
-            f"{DATA}/{{variant}}/{DATA_PREFIX_NAME}_train_0_indexmap_{SUITE.num_samples}ns_"
-            f"{SUITE.seq_length}sl_{{seed}}s_{kind}_idx.npy"
-            for kind in ("doc", "sample", "shuffle")
-        ],
+        [path(p) for p in SUITE.index_maps("{variant}", "{seed}")],
     log:
-        f"{ROOT}/logs/data/order_{{variant}}_{{seed}}.log",
+        path(LAYOUT.log("data", "order_{variant}_{seed}")),
+    conda:
+        "../../envs/data.yaml"
+    params:
+        prefix=lambda wc, input: prefix_of(input),
+        train_iters=SUITE.train_iters,
+        global_batch_size=SUITE.global_batch_size,
+        seq_length=SUITE.seq_length,
     shell:
-        "{CLI} order --data-prefix {DATA}/{wildcards.variant}/{DATA_PREFIX_NAME}"
-        " --train-iters {SUITE.train_iters} --global-batch-size {SUITE.global_batch_size}"
-        " --seq-length {SUITE.seq_length} --seed {wildcards.seed} 2> {log}"
+        "pythia-repro order --data-prefix {params.prefix} --train-iters {params.train_iters}"
+        " --global-batch-size {params.global_batch_size} --seq-length {params.seq_length}"
+        " --seed {wildcards.seed} 2> {log}"

@@ -1,84 +1,87 @@
-# Evaluation stage: lm_eval on every evaluated checkpoint ({ROOT}/eval/{model}/step{N}.json, all
-# configured tasks x num_fewshot in one job), then one tidy table and one figure per task x n-shot.
-# Our own offline tasks (lambada_heldout on the held-out documents) and the index of the
-# harness's task folders are written once per suite into {ROOT}/eval/tasks.
-
-from pythia_repro.evaluate.aggregate import figure_name
-from pythia_repro.evaluate.suite_tasks import HELDOUT_TASK, heldout_sources
-
-EVAL = f"{ROOT}/eval"
-EVAL_TASKS_DIR = f"{EVAL}/tasks"
-EVAL_CFG = SUITE.config["evaluate"]
-EVAL_ON_GPU = str(EVAL_CFG["device"]).startswith("cuda")
-EVAL_FIGURES = [
-    (task, shots, f"{EVAL}/figures/{figure_name(task, shots)}")
-    for task in EVAL_CFG["tasks"]
-    for shots in EVAL_CFG["num_fewshot"]
-]
-
-
-def eval_records():
-    return [f"{EVAL}/{m.name}/step{s}.json" for m in SUITE.models for s in SUITE.eval_steps(m.name)]
-
-
-def evaluate_targets():
-    return [f"{EVAL}/results.csv", f"{EVAL}/results.parquet"] + [f for _, _, f in EVAL_FIGURES]
-
-
-def eval_mem_mb(wildcards):
-    """The exported weights, activations and the harness; ~1.5x the checkpoint plus runtime."""
-    return 4000 + 3 * EXPORT_BYTES * SUITE.approx_parameters(wildcards.model) // (2 * 2**20)
+# Evaluation stage: lm_eval on every evaluated checkpoint (all configured tasks x num_fewshot in
+# one job), then one tidy table and one figure per task x n-shot. Our own offline tasks
+# (lambada_heldout on the held-out documents) and the index of the harness's task folders are
+# written once per suite into the eval tasks directory.
 
 
 rule eval_tasks:
     input:
-        [str(p) for p in heldout_sources(SUITE)] if HELDOUT_TASK in EVAL_CFG["tasks"] else [],
+        heldout_inputs(),
     output:
-        directory(EVAL_TASKS_DIR),
+        directory(path(LAYOUT.eval_tasks_dir)),
     log:
-        f"{ROOT}/logs/eval/tasks.log",
+        path(LAYOUT.log("eval", "tasks")),
+    conda:
+        "../../envs/eval.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        config=SUITE_CONFIG,
     shell:
-        "{CLI} eval-tasks --config {SUITE_CONFIG} --output {output} > {log} 2>&1"
+        "pythia-repro eval-tasks --config {params.config} --output {output} > {log} 2>&1"
+
+
+rule benchmark_data:
+    output:
+        directory(path(LAYOUT.benchmarks_dir)),
+    log:
+        path(LAYOUT.log("eval", "benchmark_data")),
+    conda:
+        "../../envs/eval.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        config=SUITE_CONFIG,
+    shell:
+        "pythia-repro benchmark-data --config {params.config} --output {output} > {log} 2>&1"
 
 
 rule evaluate:
     input:
-        model=f"{EXPORT}/{{model}}/step{{step}}",
-        tasks=EVAL_TASKS_DIR,
+        model=path(LAYOUT.export_dir("{model}", "{step}")),
+        tasks=path(LAYOUT.eval_tasks_dir),
+        benchmarks=benchmarks_input(),
     output:
-        f"{EVAL}/{{model}}/step{{step}}.json",
-    wildcard_constraints:
-        model=MODEL_NAMES,
-        step=r"\d+",
+        path(LAYOUT.eval_record("{model}", "{step}")),
     log:
-        f"{ROOT}/logs/eval/{{model}}/step{{step}}.log",
+        path(LAYOUT.log("eval", "{model}/step{step}")),
+    conda:
+        "../../envs/eval.yaml"
     threads: 1
     resources:
-        mem_mb=eval_mem_mb,
+        **resources.gpus(SUITE.evaluate.on_gpu),
+        mem_mb=lambda wc: resources.eval_mem_mb(SUITE, wc.model),
         runtime=240,
-        **({"gpu": 1} if EVAL_ON_GPU else {}),
+    params:
+        config=SUITE_CONFIG,
+        benchmarks=benchmarks_flag,
     shell:
-        "{CLI} evaluate --config {SUITE_CONFIG} --model {wildcards.model} --step {wildcards.step}"
-        " --input {input.model} --tasks-dir {input.tasks} --output {output} > {log} 2>&1"
+        "pythia-repro evaluate --config {params.config} --model {wildcards.model} --step {wildcards.step}"
+        " --input {input.model} --tasks-dir {input.tasks} {params.benchmarks} --output {output} > {log} 2>&1"
 
 
 rule aggregate_eval:
     input:
         eval_records(),
     output:
-        csv=f"{EVAL}/results.csv",
-        parquet=f"{EVAL}/results.parquet",
+        csv=path(LAYOUT.eval_table("csv")),
+        parquet=path(LAYOUT.eval_table("parquet")),
         figures=[
-            report(path, category="Evaluation", subcategory=task, labels={"task": task, "n-shot": str(shots)})
-            for task, shots, path in EVAL_FIGURES
+            report(f, category="Evaluation", subcategory=task, labels={"task": task, "n-shot": str(shots)})
+            for task, shots, f in EVAL_FIGURES
         ],
     log:
-        f"{ROOT}/logs/eval/aggregate.log",
+        path(LAYOUT.log("eval", "aggregate")),
+    conda:
+        "../../envs/eval.yaml"
     resources:
         mem_mb=4000,
+    params:
+        config=SUITE_CONFIG,
+        eval_dir=lambda wc, output: os.path.dirname(output.csv),
+        figures_dir=lambda wc, output: os.path.dirname(output.figures[0]),
     shell:
-        "{CLI} aggregate-eval --config {SUITE_CONFIG} --eval-dir {EVAL} --csv {output.csv}"
-        " --parquet {output.parquet} --figures-dir {EVAL}/figures > {log} 2>&1"
+        "pythia-repro aggregate-eval --config {params.config} --eval-dir {params.eval_dir} --csv {output.csv}"
+        " --parquet {output.parquet} --figures-dir {params.figures_dir} > {log} 2>&1"

@@ -34,6 +34,7 @@ from pythia_repro.data.order import (
     index_map_paths,
     load_index_maps,
 )
+from pythia_repro.errors import PythiaReproError
 
 # shuffle_idx entries scanned per step when looking a sample up (4M x 4 bytes).
 _SCAN_CHUNK = 1 << 22
@@ -143,13 +144,13 @@ class TrainingOrder(_BatchedOrder):
                                  self.seed, name)
         missing = [str(p) for p in self.paths.values() if not p.is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise PythiaReproError(
                 f"index map {missing[0]} not found; build the maps with `pythia-repro order "
                 f"--data-prefix {self.data_prefix} --train-iters {self.train_iters} --global-batch-size "
                 f"{self.global_batch_size} --seq-length {self.seq_length} --seed {self.seed}`")
         self.doc_idx, self.sample_idx, self.shuffle_idx = load_index_maps(self.paths)
         if len(self.doc_idx) % max(len(self.dataset), 1) or int(self.sample_idx[-1, 0]) >= len(self.doc_idx):
-            raise ValueError(f"{self.paths['doc']} does not fit {self.data_prefix} ({len(self.dataset):,} "
+            raise PythiaReproError(f"{self.paths['doc']} does not fit {self.data_prefix} ({len(self.dataset):,} "
                              f"documents, doc_idx of {len(self.doc_idx):,}): maps of another token file?")
         # GPT2Dataset.__len__: min(len(shuffle_idx) - 1, len(sample_idx) - 1), one short of the
         # samples built; the last training sample is never reached by GPT-NeoX's sampler.
@@ -237,7 +238,7 @@ class TrainingOrder(_BatchedOrder):
         end = np.where(pos == last[owner, 0], last[owner, 1] + 1, self.dataset.sizes[docs])
         lengths = end - begin
         if lengths.sum() != len(idx) * width:
-            raise ValueError(f"index maps {self.paths['sample']} do not match {self.data_prefix}")
+            raise PythiaReproError(f"index maps {self.paths['sample']} do not match {self.data_prefix}")
         starts = self.dataset.pointers[docs] // self.dataset.dtype.itemsize + begin
         out = np.empty(len(idx) * width, dtype=np.int64)
         tokens, filled = self._tokens, 0
@@ -274,7 +275,7 @@ class TrainingOrder(_BatchedOrder):
                 found[int(chunk[offset])] = Location(j, int(chunk[offset]), step, position)
         missing = [int(i) for i in wanted if int(i) not in found]
         if missing:  # shuffle_idx is a permutation of all samples, so only a damaged file gets here
-            raise ValueError(f"sample {missing[0]} is not in {self.paths['shuffle']}")
+            raise PythiaReproError(f"sample {missing[0]} is not in {self.paths['shuffle']}")
         return found
 
     def inverse_shuffle(self) -> np.ndarray:
@@ -364,12 +365,13 @@ class PreshuffledOrder(_BatchedOrder):
         self.dataset = IndexedDataset(self.prefix)
         sizes = self.dataset.sizes
         if len(sizes) == 0:
-            raise ValueError(f"{self.prefix}: the pre-shuffled file holds no samples")
+            raise PythiaReproError(f"{self.prefix}: the pre-shuffled file holds no samples")
         row = int(sizes[0])
         if seq_length is not None and row != int(seq_length) + 1:
-            raise ValueError(f"{self.prefix}: rows of {row} tokens, expected seq_length + 1 = {int(seq_length) + 1}")
+            raise PythiaReproError(
+                f"{self.prefix}: rows of {row} tokens, expected seq_length + 1 = {int(seq_length) + 1}")
         if int(sizes.min()) != row or int(sizes.max()) != row:
-            raise ValueError(f"{self.prefix}: rows differ in length ({int(sizes.min())}..{int(sizes.max())} "
+            raise PythiaReproError(f"{self.prefix}: rows differ in length ({int(sizes.min())}..{int(sizes.max())} "
                              "tokens): not a pre-shuffled file of training samples")
         self.seq_length = row - 1
         # Items are stored back to back, so the .bin is a (samples, row) matrix.
@@ -391,3 +393,28 @@ class PreshuffledOrder(_BatchedOrder):
         if not 0 <= start <= stop <= len(self):
             raise IndexError(f"samples [{start}, {stop}) out of range: the file holds {len(self):,}")
         return np.asarray(self._tokens[start:stop], dtype=np.int64)
+
+
+def locations(order: TrainingOrder | PreshuffledOrder, *, training_samples=(), samples=(), documents=(),
+              train_iters: int | None = None) -> dict[str, list]:
+    """Where training samples J, unshuffled samples I and documents D were trained, as the
+    `locate` verb prints it; with `train_iters`, each entry says whether its step was trained on
+    (GPT-NeoX builds 0.5% spare samples past the last step)."""
+    result: dict[str, list] = {}
+    if training_samples:
+        result["training_samples"] = [order.locate_training_index(j).as_dict() for j in training_samples]
+    if (samples or documents) and isinstance(order, PreshuffledOrder):
+        raise PythiaReproError("--sample and --document need the index maps, not a pre-shuffled file")
+    if samples:
+        found = order.locate_samples(samples)
+        result["samples"] = [found[int(i)].as_dict() for i in samples]
+    if documents:
+        result["documents"] = [{"document": d, "size": int(order.dataset.sizes[d]),
+                                "samples": order.locate_document(d)} for d in documents]
+    if train_iters is not None:
+        for entries in result.values():
+            for entry in entries:
+                for loc in [entry, *entry.get("samples", [])]:
+                    if "step" in loc:
+                        loc["trained"] = loc["step"] < train_iters
+    return result

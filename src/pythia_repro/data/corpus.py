@@ -1,9 +1,12 @@
 """Streaming reader for Pile-format shards: one JSON document per line.
 
 `{"text": "...", "meta": {"pile_set_name": "..."}}`, in `.jsonl`, `.jsonl.gz` or `.jsonl.zst`,
-read in file order with bounded memory. Malformed lines fail with file and line number, or are
+read in file order with bounded memory. Malformed lines (bad JSON, no text, invalid UTF-8: named
+with its byte offset in the decompressed stream) fail with file and line number, or are
 skipped and counted; empty documents are yielded and counted, never a crash (tokenization
-drops them, as GPT-NeoX's preprocess_data.py does; dedup keeps them).
+drops them, as GPT-NeoX's preprocess_data.py does; dedup keeps them). A shard with no
+documents, or only empty ones, is a warning in the log and in the stats (`empty_shards`), or an
+error under `on_empty_shard="error"` (see `handle_empty_shard`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +22,10 @@ from typing import IO
 
 import zstandard
 
+from pythia_repro.errors import PythiaReproError
 
-class CorpusError(ValueError):
+
+class CorpusError(PythiaReproError):
     """A corpus file that cannot be read as Pile-format JSON lines; names file and line."""
 
 
@@ -39,6 +45,7 @@ class ReadStats:
     empty: int = 0
     malformed: int = 0
     malformed_examples: list[str] = field(default_factory=list)
+    empty_shards: list[str] = field(default_factory=list)  # "PATH: why" of shards without text
 
     def as_dict(self) -> dict:
         return {
@@ -46,7 +53,25 @@ class ReadStats:
             "empty": self.empty,
             "malformed_skipped": self.malformed,
             "malformed_examples": self.malformed_examples,
+            "empty_shards": len(self.empty_shards),
+            "empty_shard_examples": self.empty_shards[:5],
         }
+
+
+EMPTY_SHARD_POLICIES = ("warn", "error")
+
+
+def handle_empty_shard(path: str, documents: int, empty: int, stats: ReadStats, policy: str = "warn") -> None:
+    """A shard that held no documents, or only empty ones: counted in `stats.empty_shards` and
+    warned about on stderr (the job's log) under policy "warn"; CorpusError under "error".
+    (The policy is what a `corpus.on_empty_shard` config key would pass through iter_documents.)"""
+    if policy not in EMPTY_SHARD_POLICIES:
+        raise PythiaReproError(f"on_empty_shard must be one of {EMPTY_SHARD_POLICIES}, not {policy!r}")
+    why = "no documents" if documents == 0 else f"only empty documents ({empty:,})"
+    if policy == "error":
+        raise CorpusError(f"{path}: {why}; an empty shard usually means a failed download or copy")
+    stats.empty_shards.append(f"{path}: {why}")
+    print(f"[corpus] warning: {path}: {why}", file=sys.stderr, flush=True)
 
 
 class _ZstdReader(io.RawIOBase):
@@ -103,6 +128,27 @@ def open_text(path: str | Path) -> IO[str]:
     return open(path, encoding="utf-8")  # noqa: SIM115
 
 
+def open_binary(path: str | Path) -> IO[bytes]:
+    """Open a possibly compressed file by its extension, streaming its decompressed bytes."""
+    path = Path(path)
+    if path.suffix == ".zst":
+        raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapper
+        return io.BufferedReader(_ZstdReader(raw), 1 << 20)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb", buffering=1 << 20)  # noqa: SIM115
+
+
+def _decode(raw: bytes, path: str, lineno: int, offset: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 4].hex(" ")
+        where = "of the decompressed stream" if Path(path).suffix in (".zst", ".gz") else "in the file"
+        raise CorpusError(f"{path}:{lineno}: invalid UTF-8 at byte offset {offset + exc.start:,} {where} "
+                          f"(column {exc.start + 1} of the line, bytes {bad}: {exc.reason})") from None
+
+
 def open_text_for_write(path: str | Path) -> IO[str]:
     """Counterpart of `open_text` for writers of shards (synthetic corpus, dedup output)."""
     path = Path(path)
@@ -134,22 +180,27 @@ def iter_documents(
     paths: Iterable[str | Path],
     on_malformed: str = "error",
     stats: ReadStats | None = None,
+    on_empty_shard: str = "warn",
 ) -> Iterator[Document]:
-    """Yield every document of `paths` in order. `on_malformed` is "error" or "skip"."""
+    """Yield every document of `paths` in order. `on_malformed` is "error" or "skip";
+    `on_empty_shard` ("warn" or "error") is passed to `handle_empty_shard`."""
     if on_malformed not in ("error", "skip"):
-        raise ValueError(f"on_malformed must be 'error' or 'skip', not {on_malformed!r}")
+        raise PythiaReproError(f"on_malformed must be 'error' or 'skip', not {on_malformed!r}")
     stats = stats if stats is not None else ReadStats()
     for path in paths:
         path = str(path)
         if not Path(path).is_file():
             raise CorpusError(f"{path}: corpus file not found")
+        documents = empty = 0
         try:
-            with open_text(path) as fh:
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
+            with open_binary(path) as fh:
+                offset = 0  # of the line's first byte, in the decompressed stream
+                for lineno, raw in enumerate(fh, start=1):
+                    start, offset = offset, offset + len(raw)
+                    if not raw.strip():
                         continue  # blank separator lines are not documents
                     try:
-                        doc = _parse(line, path, lineno)
+                        doc = _parse(_decode(raw, path, lineno, start), path, lineno)
                     except CorpusError as exc:
                         if on_malformed == "error":
                             raise
@@ -158,8 +209,12 @@ def iter_documents(
                             stats.malformed_examples.append(str(exc))
                         continue
                     stats.documents += 1
+                    documents += 1
                     if not doc.text:
                         stats.empty += 1
+                        empty += 1
                     yield doc
-        except (OSError, EOFError, zstandard.ZstdError, UnicodeDecodeError) as exc:
+        except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise CorpusError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+        if documents == empty:
+            handle_empty_shard(path, documents, empty, stats, on_empty_shard)

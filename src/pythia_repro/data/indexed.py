@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pythia_repro.atomic import atomic_file, remove_leftover_temporaries
+from pythia_repro.errors import PythiaReproError
 
 _MAGIC = b"MMIDIDX\x00\x00"
 _VERSION = 1
@@ -62,23 +63,23 @@ def read_index(idx_path: str | Path) -> tuple[np.dtype, np.ndarray, np.ndarray, 
     """
     idx_path = os.fspath(idx_path)
     if not os.path.isfile(idx_path):
-        raise FileNotFoundError(f"{idx_path}: token index file not found")
+        raise PythiaReproError(f"{idx_path}: token index file not found")
     file_size = os.path.getsize(idx_path)
     with open(idx_path, "rb") as fh:
         head = fh.read(_HEADER.size)
     if len(head) < _HEADER.size:
-        raise ValueError(f"{idx_path}: truncated token index ({file_size} bytes, header needs {_HEADER.size})")
+        raise PythiaReproError(f"{idx_path}: truncated token index ({file_size} bytes, header needs {_HEADER.size})")
     magic, version, code, n_items, n_doc_idx = _HEADER.unpack(head)
     if magic != _MAGIC:
-        raise ValueError(f"{idx_path}: not a GPT-NeoX MMapIndexedDataset index (magic {magic!r})")
+        raise PythiaReproError(f"{idx_path}: not a GPT-NeoX MMapIndexedDataset index (magic {magic!r})")
     if version != _VERSION:
-        raise ValueError(f"{idx_path}: unsupported index version {version} (expected {_VERSION})")
+        raise PythiaReproError(f"{idx_path}: unsupported index version {version} (expected {_VERSION})")
     if code not in DTYPE_CODES:
-        raise ValueError(f"{idx_path}: unknown dtype code {code}")
+        raise PythiaReproError(f"{idx_path}: unknown dtype code {code}")
     expected = _HEADER.size + 4 * n_items + 8 * n_items + 8 * n_doc_idx
     if file_size != expected:
         what = "truncated" if file_size < expected else "trailing bytes in"
-        raise ValueError(
+        raise PythiaReproError(
             f"{idx_path}: {what} token index ({file_size} bytes; header promises {n_items} items and"
             f" {n_doc_idx} doc_idx entries = {expected} bytes)"
         )
@@ -116,11 +117,11 @@ class IndexedDataset:
         idx_path, bin_path = _paths(prefix)
         self.dtype, self.sizes, self.pointers, self.doc_idx = read_index(idx_path)
         if not os.path.isfile(bin_path):
-            raise FileNotFoundError(f"{bin_path}: token data file not found")
+            raise PythiaReproError(f"{bin_path}: token data file not found")
         expected = int(self.pointers[-1]) + int(self.sizes[-1]) * self.dtype.itemsize if len(self.sizes) else 0
         actual = os.path.getsize(bin_path)
         if actual != expected:
-            raise ValueError(
+            raise PythiaReproError(
                 f"{bin_path}: {actual} bytes, but {idx_path} describes {expected} bytes of tokens"
                 " (truncated or mismatched pair)"
             )
@@ -164,7 +165,7 @@ class IndexedDatasetBuilder:
     def __init__(self, bin_path: str | Path, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype not in _CODE_OF:
-            raise ValueError(f"token dtype {self.dtype} has no GPT-NeoX dtype code")
+            raise PythiaReproError(f"token dtype {self.dtype} has no GPT-NeoX dtype code")
         self.bin_path = Path(bin_path)
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
         remove_leftover_temporaries(self.bin_path)  # of a killed earlier run; this job owns the file
@@ -201,7 +202,7 @@ class IndexedDatasetBuilder:
         if self._bounds and tokens.size and not np.can_cast(tokens.dtype, self.dtype):
             lo, hi = tokens.min(), tokens.max()
             if lo < self._bounds[0] or hi > self._bounds[1]:
-                raise ValueError(f"token ids [{lo}, {hi}] do not fit {self.dtype} ({self.bin_path})")
+                raise PythiaReproError(f"token ids [{lo}, {hi}] do not fit {self.dtype} ({self.bin_path})")
 
     def merge_file(self, prefix: str | Path) -> None:
         """Append all items of another token file, as if its documents had been added here.
@@ -212,7 +213,7 @@ class IndexedDatasetBuilder:
         idx_path, bin_path = _paths(prefix)
         other = IndexedDataset(prefix)
         if other.dtype != self.dtype:
-            raise ValueError(f"{idx_path}: dtype {other.dtype} differs from this file's {self.dtype}")
+            raise PythiaReproError(f"{idx_path}: dtype {other.dtype} differs from this file's {self.dtype}")
         base = len(self._sizes)
         self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
         self._doc_idx.frombytes((np.asarray(other.doc_idx[1:], dtype=np.int64) + base).tobytes())

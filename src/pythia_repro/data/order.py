@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from pythia_repro.atomic import atomic_file
+from pythia_repro.errors import PythiaReproError
 
 INDEX_KINDS = ("doc", "sample", "shuffle")
 TRAIN_DATASET_NAME = "train_0"
@@ -61,7 +62,7 @@ def gpt_neox_num_samples(train_iters: int, global_batch_size: int, weight: float
     Computed in floating point exactly as GPT-NeoX does (Pythia: 143000 x 1024 -> 147,164,160).
     """
     if train_iters < 0 or global_batch_size < 1:
-        raise ValueError(f"train_iters must be >= 0 and global_batch_size >= 1, got "
+        raise PythiaReproError(f"train_iters must be >= 0 and global_batch_size >= 1, got "
                          f"{train_iters} and {global_batch_size}")
     return int(math.ceil(train_iters * global_batch_size * weight * NUM_SAMPLES_MARGIN))
 
@@ -81,9 +82,9 @@ def num_epochs(tokens_per_epoch: int, seq_length: int, num_samples: int) -> int:
     """
     tokens_per_epoch, seq_length, num_samples = int(tokens_per_epoch), int(seq_length), int(num_samples)
     if tokens_per_epoch < 1:
-        raise ValueError("the dataset has no tokens, so no number of epochs gives any sample")
+        raise PythiaReproError("the dataset has no tokens, so no number of epochs gives any sample")
     if seq_length < 1:
-        raise ValueError(f"seq_length must be >= 1, got {seq_length}")
+        raise PythiaReproError(f"seq_length must be >= 1, got {seq_length}")
     # (E*t - 1) // s >= n  <=>  E*t - 1 >= n*s  <=>  E >= (n*s + 1) / t
     return max(1, -(-(num_samples * seq_length + 1) // tokens_per_epoch))
 
@@ -97,10 +98,10 @@ def build_doc_idx(documents: np.ndarray, num_epochs_: int, rng: np.random.Random
     """`documents` repeated once per epoch, as int32, shuffled whole by `rng` (one shuffle call)."""
     documents = np.asarray(documents)
     if documents.size and (documents.min() < 0 or documents.max() > _INT32_MAX):
-        raise ValueError("document ids must fit int32")
+        raise PythiaReproError("document ids must fit int32")
     if len(documents) * num_epochs_ > _INT32_MAX:
         # helpers.cpp stores positions in doc_idx as int32.
-        raise ValueError(f"{num_epochs_} epochs of {len(documents):,} documents exceed int32 positions")
+        raise PythiaReproError(f"{num_epochs_} epochs of {len(documents):,} documents exceed int32 positions")
     doc_idx = np.tile(documents.astype(np.int32, copy=False), num_epochs_)
     rng.shuffle(doc_idx)
     return doc_idx
@@ -126,12 +127,12 @@ def build_sample_idx(
     """
     seq_length = int(seq_length)
     if seq_length < 1:
-        raise ValueError(f"seq_length must be >= 1, got {seq_length}")
+        raise PythiaReproError(f"seq_length must be >= 1, got {seq_length}")
     n = total_samples(num_epochs_, tokens_per_epoch, seq_length)
     if n < 0:
-        raise ValueError("no tokens to build samples from")
+        raise PythiaReproError("no tokens to build samples from")
     if len(doc_idx) > _INT32_MAX:
-        raise ValueError("doc_idx longer than int32 positions")
+        raise PythiaReproError("doc_idx longer than int32 positions")
     out = np.empty((n + 1, 2), dtype=np.int32)
     out[0] = 0
     next_row = 1  # first row not yet written
@@ -162,7 +163,7 @@ def build_sample_idx(
         next_row = max(next_row, last_row + 1)
         base = chunk_end
     if next_row <= n:
-        raise ValueError("doc_idx holds fewer tokens than num_epochs * tokens_per_epoch")
+        raise PythiaReproError("doc_idx holds fewer tokens than num_epochs * tokens_per_epoch")
     return out
 
 
@@ -230,7 +231,7 @@ def load_index_maps(paths: dict[str, Path], mmap: bool = True) -> tuple[np.ndarr
     mode = "r" if mmap else None
     doc_idx, sample_idx, shuffle_idx = (np.load(paths[k], mmap_mode=mode) for k in INDEX_KINDS)
     if doc_idx.ndim != 1 or sample_idx.ndim != 2 or sample_idx.shape[1] != 2 or shuffle_idx.ndim != 1:
-        raise ValueError(f"index maps {paths['doc'].name} ...: unexpected shapes "
+        raise PythiaReproError(f"index maps {paths['doc'].name} ...: unexpected shapes "
                          f"{doc_idx.shape}, {sample_idx.shape}, {shuffle_idx.shape}")
     return doc_idx, sample_idx, shuffle_idx
 
@@ -270,9 +271,9 @@ def build_index_mappings(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     sizes = np.asarray(sizes)
     if sizes.dtype != np.int32:
-        raise ValueError(f"document sizes must be int32 as in GPT-NeoX, got {sizes.dtype}")
+        raise PythiaReproError(f"document sizes must be int32 as in GPT-NeoX, got {sizes.dtype}")
     if len(sizes) == 0:
-        raise ValueError("the dataset has no documents")
+        raise PythiaReproError("the dataset has no documents")
     paths = index_map_paths(data_prefix, num_samples, seq_length, seed, name)
     tokens_per_epoch = int(np.sum(sizes, dtype=np.int64))
     epochs = num_epochs(tokens_per_epoch, seq_length, num_samples)

@@ -26,6 +26,7 @@ from pythia_repro.atomic import write_json
 from pythia_repro.data.corpus import ReadStats, iter_documents
 from pythia_repro.data.indexed import IndexedDataset, IndexedDatasetBuilder, best_fitting_dtype
 from pythia_repro.data.tokenizer import eod_id, load_tokenizer
+from pythia_repro.errors import PythiaReproError
 from pythia_repro.progress import Progress
 
 BATCH_CHARS = 1 << 20  # text per encode call, which spreads its documents over all cores
@@ -109,7 +110,7 @@ def merge_token_files(inputs: Iterable[str | Path], output_prefix: str | Path) -
     """Concatenate token files in order into one, identical to tokenizing their sources in one go."""
     inputs = [os.fspath(p) for p in inputs]
     if not inputs:
-        raise ValueError("merge-tokens: no input prefixes given")
+        raise PythiaReproError("merge-tokens: no input prefixes given")
     datasets = [IndexedDataset(p) for p in inputs]  # validates every input before writing anything
     dtype = datasets[0].dtype
     output_prefix = os.fspath(output_prefix)

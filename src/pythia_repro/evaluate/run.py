@@ -20,13 +20,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 from pythia_repro.atomic import atomic_file, write_text
+from pythia_repro.errors import PythiaReproError
 from pythia_repro.evaluate.suite_tasks import needs_own_tasks, task_manager, write_task_dir
 
 log = logging.getLogger(__name__)
-
-
-def tokens_seen(suite, step: int) -> int:
-    return step * suite.global_batch_size * suite.seq_length
 
 
 def checkpoint_metadata(suite, model: str, step: int) -> dict:
@@ -42,7 +39,7 @@ def checkpoint_metadata(suite, model: str, step: int) -> dict:
         "base": spec.base,
         "branch_step": spec.branch_step,
         "step": step,
-        "tokens_seen": tokens_seen(suite, step),
+        "tokens_seen": suite.tokens_seen(step),
     }
 
 
@@ -84,20 +81,40 @@ def evaluate_checkpoint(
     *,
     tasks_dir: str | Path | None = None,
     samples: str | Path | None = None,
+    section=None,
+    benchmarks_dir: str | Path | None = None,
+    extra_tasks_dirs: tuple[str | Path, ...] | list[str | Path] = (),
 ) -> dict:
-    """Evaluate `model_dir` on all configured tasks x n-shots; writes and returns the result record."""
+    """Evaluate `model_dir` on all configured tasks x n-shots; writes and returns the result record.
+
+    `section` (an EvaluateSection) replaces the suite's `evaluate` settings: the case studies run
+    their own tasks through this same path. `benchmarks_dir` (from `benchmark-data`) maps each
+    benchmark to the task that runs it: the stock one when its data is cached, else our offline
+    copy; the record says which (`metadata.task_sources`).
+    """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json; not an exported model directory")
-    ev = suite.config.get("evaluate", {})
-    tasks = list(ev.get("tasks", []))
-    shots = list(ev.get("num_fewshot", [0]))
+        raise PythiaReproError(f"{model_dir}: no config.json; not an exported model directory")
+    ev = section or suite.evaluate
+    tasks, shots = list(ev.tasks), list(ev.num_fewshot)
+    sources = {t: {"task": t, "data": "harness"} for t in tasks}
+    extra_dirs = list(extra_tasks_dirs)
+    if benchmarks_dir is not None:
+        from pythia_repro.evaluate.benchmarks import INFO_FILE
+
+        built = json.loads((Path(benchmarks_dir) / INFO_FILE).read_text())
+        for t in tasks:
+            run = built["run"].get(t, t)
+            if run in built["built"]:
+                sources[t] = {"task": run, "data": built["built"][run]}
+        tasks = [sources[t]["task"] for t in tasks]
+        extra_dirs.append(benchmarks_dir)
     meta = checkpoint_metadata(suite, model, step)
     export_info = model_dir / "export.json"
     if export_info.is_file():
         info = json.loads(export_info.read_text())
         if info.get("model") != meta["model"] or int(info.get("step", -1)) != step:
-            raise ValueError(f"{export_info}: export of {info.get('model')} step {info.get('step')}, "
+            raise PythiaReproError(f"{export_info}: export of {info.get('model')} step {info.get('step')}, "
                              f"expected {meta['model']} step {step}")
         meta["export_dtype"] = info.get("dtype")
 
@@ -105,14 +122,14 @@ def evaluate_checkpoint(
         if tasks_dir is None and needs_own_tasks(suite):
             tasks_dir = Path(scratch) / "tasks"
             write_task_dir(suite, tasks_dir)
-        manager = task_manager(tasks, tasks_dir)
+        manager = task_manager(tasks, tasks_dir, extra_dirs)
 
         started = time.time()
-        lm = make_lm(model_dir, ev.get("device", "cpu"), ev.get("batch_size", 16))
+        lm = make_lm(model_dir, ev.device, ev.batch_size)
         loaded = time.time()
         runs, all_samples, documents = [], [], 0
         for n in shots:
-            res = run_harness(lm, tasks, n, manager, limit=ev.get("limit"), log_samples=samples is not None)
+            res = run_harness(lm, tasks, n, manager, limit=ev.limit, log_samples=samples is not None)
             for task, task_samples in (res.pop("samples", None) or {}).items():
                 for s in task_samples:
                     all_samples.append({"task": task, "num_fewshot": n, **s})
@@ -123,6 +140,7 @@ def evaluate_checkpoint(
 
     meta.update({
         "tasks": tasks,
+        "task_sources": sources,
         "num_fewshot": shots,
         "model_dir": str(model_dir),
         "documents": documents,

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from pythia_repro.atomic import atomic_dir, write_json
+from pythia_repro.errors import PythiaReproError
 
 HELDOUT_TASK = "lambada_heldout"
 OWN_TASKS = (HELDOUT_TASK,)
@@ -32,15 +33,13 @@ _WORD = re.compile(r"[^\W\d_]")  # contains a letter
 
 
 def heldout_sources(suite) -> list[Path]:
-    corpus = suite.config["corpus"]
-    if corpus["source"] == "synthetic":
-        return [suite.data_dir() / "corpus" / "heldout.jsonl"]
-    files = corpus.get("heldout_files") or []
-    return [Path(f) for f in files]
+    if suite.corpus.source == "synthetic":
+        return [suite.layout.heldout_file]
+    return [Path(f) for f in suite.corpus.heldout_files]
 
 
 def needs_own_tasks(suite) -> list[str]:
-    return [t for t in suite.config.get("evaluate", {}).get("tasks", []) if t in OWN_TASKS]
+    return [t for t in suite.evaluate.tasks if t in OWN_TASKS]
 
 
 def lambada_item(text: str) -> dict | None:
@@ -73,18 +72,23 @@ def resolve_harness_tasks(tasks: list[str]) -> dict[str, str | None]:
     for name in tasks:
         entry = index.get(name)
         if entry is None:
-            raise ValueError(f"evaluate.tasks: {name!r} is neither one of ours {list(OWN_TASKS)} "
+            raise PythiaReproError(f"evaluate.tasks: {name!r} is neither one of ours {list(OWN_TASKS)} "
                              "nor an lm_eval task (see `lm_eval ls tasks`)")
         found[name] = str(Path(entry.yaml_path).parent) if entry.yaml_path else None
     return found
 
 
-def task_manager(tasks: list[str], tasks_dir: str | Path | None):
-    """A TaskManager that knows `tasks`, indexing as little of the harness as it can."""
+def task_manager(tasks: list[str], tasks_dir: str | Path | None, extra_dirs: list[str | Path] = ()):
+    """A TaskManager that knows `tasks`, indexing as little of the harness as it can.
+
+    `tasks_dir` holds our own tasks and the harness index (`eval-tasks`); `extra_dirs` more task
+    folders of ours (the offline benchmarks)."""
     from lm_eval.tasks import TaskManager
 
-    own = [str(tasks_dir)] if tasks_dir is not None else []
-    harness = [t for t in tasks if t not in OWN_TASKS]
+    own_dirs = [Path(d) for d in ([tasks_dir] if tasks_dir is not None else []) + list(extra_dirs)]
+    own = [str(d) for d in own_dirs]
+    # Ours are the tasks whose YAML one of our folders holds; the rest come from the harness.
+    harness = [t for t in tasks if not any((d / f"{t}.yaml").is_file() for d in own_dirs)]
     if not harness:
         return TaskManager(include_defaults=False, include_path=own or None)
     index_file = Path(tasks_dir) / HARNESS_INDEX if tasks_dir is not None else None
@@ -99,7 +103,7 @@ def task_manager(tasks: list[str], tasks_dir: str | Path | None):
 def write_task_dir(suite, output: str | Path) -> dict:
     """Write the suite's own task definitions and data, and the harness task index, into `output`."""
     output = Path(output)
-    tasks = list(suite.config.get("evaluate", {}).get("tasks", []))
+    tasks = list(suite.evaluate.tasks)
     harness = [t for t in tasks if t not in OWN_TASKS]
     harness_dirs = resolve_harness_tasks(harness) if harness else {}
     with atomic_dir(output) as tmp:
@@ -117,19 +121,19 @@ def _write_heldout_task(suite, tmp: Path, output: Path) -> dict:
 
     sources = heldout_sources(suite)
     if not sources:
-        raise ValueError(
+        raise PythiaReproError(
             f"{suite.source}: evaluate.tasks has {HELDOUT_TASK} but corpus.heldout_files is empty "
             "(a files corpus needs held-out documents for it)"
         )
     items, skipped = [], 0
-    for doc in iter_documents(sources, on_malformed=suite.config["corpus"].get("on_malformed", "error")):
+    for doc in iter_documents(sources, on_malformed=suite.corpus.on_malformed):
         item = lambada_item(doc.text)
         if item is None:
             skipped += 1
             continue
         items.append(item)
     if not items:
-        raise ValueError(f"{', '.join(map(str, sources))}: no held-out document with a usable last word")
+        raise PythiaReproError(f"{', '.join(map(str, sources))}: no held-out document with a usable last word")
     data = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items).encode()
     # Paths point at the published directory (tmp is renamed to `output` on success).
     data_file = output.resolve() / f"{HELDOUT_TASK}.jsonl"

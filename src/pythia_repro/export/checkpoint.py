@@ -12,51 +12,17 @@ the fp32 master weights partitioned in `*_optim_states.pt`, merged here by DeepS
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 import torch
 
-MANIFEST = "manifest.json"
-MANIFEST_KEYS = ("step", "model", "arch", "hf_config", "zero_stage", "complete")
+from pythia_repro.layout import CHECKPOINT_MANIFEST
+from pythia_repro.train.checkpoint import CheckpointError, read_manifest
+
+__all__ = ["CheckpointError", "load_state_dict", "read_manifest"]
+
 MODEL_STATES = "mp_rank_00_model_states.pt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, incomplete or unreadable; the message names the path."""
-
-
-def checkpoint_dir(model_dir: str | Path, step: int) -> Path:
-    return Path(model_dir) / "checkpoints" / f"step{step}"
-
-
-def read_manifest(tag_dir: str | Path, *, model: str | None = None, step: int | None = None) -> dict:
-    """The manifest of a complete checkpoint; CheckpointError if absent, torn or mismatched."""
-    tag_dir = Path(tag_dir)
-    if not tag_dir.is_dir():
-        raise CheckpointError(f"{tag_dir}: checkpoint directory not found")
-    path = tag_dir / MANIFEST
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: no manifest; the checkpoint is incomplete (the trainer writes it last) or not a checkpoint"
-        )
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    missing = [k for k in MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise CheckpointError(f"{path}: missing keys {missing}")
-    if manifest["complete"] is not True:
-        raise CheckpointError(f"{path}: checkpoint is marked incomplete")
-    if model is not None and manifest["model"] != model:
-        raise CheckpointError(f"{path}: checkpoint of model {manifest['model']!r}, expected {model!r}")
-    if step is not None and int(manifest["step"]) != int(step):
-        raise CheckpointError(f"{path}: checkpoint of step {manifest['step']}, expected {step}")
-    return manifest
 
 
 def _check_archive(path: Path) -> None:
@@ -106,5 +72,5 @@ def load_state_dict(tag_dir: str | Path, manifest: dict) -> dict[str, torch.Tens
     tag_dir = Path(tag_dir)
     stage = int(manifest["zero_stage"])
     if stage not in (0, 1, 2, 3):
-        raise CheckpointError(f"{tag_dir / MANIFEST}: zero_stage {stage} is not 0-3")
+        raise CheckpointError(f"{tag_dir / CHECKPOINT_MANIFEST}: zero_stage {stage} is not 0-3")
     return _load_stage0(tag_dir) if stage == 0 else _load_zero(tag_dir)

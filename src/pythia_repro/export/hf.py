@@ -6,12 +6,15 @@ and with `lm_eval --model hf --model_args pretrained=DIR`:
     config.json, generation_config.json      the trainer's model config (from the manifest)
     model.safetensors (or shards + index)    weights in `export.dtype`, tied copies dropped
     tokenizer.json, tokenizer_config.json    the suite's tokenizer, <|endoftext|> as bos/eos/unk
-    export.json                              provenance: model, step, dtype, source checkpoint
+    export.json                              provenance: model, step, dtype, source checkpoint,
+                                             and every file's size and xxh3-64 checksum
 
 The weights are written straight from the checkpoint's state dict; no model is instantiated
 (a meta-device model supplies the expected names), so exporting a 12B checkpoint needs
-memory for its weights only. The directory is published atomically; a directory whose
-export.json already matches (model, step, dtype, manifest) is left alone.
+memory for its weights only. The checkpoint is verified against its manifest first (sizes,
+checksums). The directory is published atomically; a directory whose export.json already
+matches (model, step, dtype, manifest) and whose files still match the sizes and checksums it
+records is left alone; one with a damaged file (a truncated model.safetensors) is exported again.
 """
 
 from __future__ import annotations
@@ -24,13 +27,10 @@ from pathlib import Path
 import torch
 
 from pythia_repro.atomic import atomic_dir, write_json
-from pythia_repro.export.checkpoint import (
-    MANIFEST,
-    CheckpointError,
-    checkpoint_dir,
-    load_state_dict,
-    read_manifest,
-)
+from pythia_repro.errors import PythiaReproError
+from pythia_repro.export.checkpoint import CheckpointError, load_state_dict, read_manifest
+from pythia_repro.layout import CHECKPOINT_MANIFEST
+from pythia_repro.train.checkpoint import check_files, file_records, verify
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,10 @@ def build_tokenizer(tokenizer_file: str | Path, model_max_length: int):
 
     tokenizer_file = Path(tokenizer_file)
     if not tokenizer_file.is_file():
-        raise FileNotFoundError(f"{tokenizer_file}: tokenizer.json not found")
+        raise PythiaReproError(f"{tokenizer_file}: tokenizer.json not found")
     vocab = Tokenizer.from_file(str(tokenizer_file)).get_vocab(with_added_tokens=True)
     if EOD_TOKEN not in vocab:
-        raise ValueError(f"{tokenizer_file}: no {EOD_TOKEN} token")
+        raise PythiaReproError(f"{tokenizer_file}: no {EOD_TOKEN} token")
     kwargs = dict(bos_token=EOD_TOKEN, eos_token=EOD_TOKEN, unk_token=EOD_TOKEN)
     if PAD_TOKEN in vocab:
         kwargs["pad_token"] = PAD_TOKEN
@@ -146,7 +146,29 @@ def _already_exported(output: Path, info: dict) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     keys = ("model", "step", "dtype", "manifest")
-    return all(done.get(k) == info.get(k) for k in keys) and (output / "config.json").is_file()
+    if not (all(done.get(k) == info.get(k) for k in keys) and (output / "config.json").is_file()):
+        return False
+    problems = check_files(output, done.get("files") or {})
+    if problems:
+        log.warning("%s: %s; exporting again", output, "; ".join(f"{rel}: {why}" for rel, why in problems))
+        return False
+    return True
+
+
+def verify_export(output: str | Path) -> dict:
+    """export.json of an exported directory whose files match the sizes and checksums it
+    records; CheckpointError naming the file and why otherwise."""
+    output = Path(output)
+    path = output / EXPORT_INFO
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable export record ({exc}); export again") from None
+    problems = check_files(output, info.get("files") or {})
+    if problems:
+        detail = "; ".join(f"{rel}: {why}" for rel, why in problems)
+        raise CheckpointError(f"{output}: damaged export: {detail}; export again (pythia-repro export)")
+    return info
 
 
 def export_checkpoint(
@@ -163,14 +185,15 @@ def export_checkpoint(
     """Export the checkpoint in `tag_dir` to `output`; returns the export info (export.json)."""
     tag_dir, output = Path(tag_dir), Path(output)
     if dtype not in DTYPES:
-        raise ValueError(f"export.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
+        raise PythiaReproError(f"export.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
     manifest = read_manifest(tag_dir, model=model, step=step)
+    verify(tag_dir)  # sizes and checksums of the files the weights come from
     if tokenizer is None:
         # The manifest's path, unless the results moved since training: then the suite's.
         recorded = manifest.get("tokenizer")
         tokenizer = recorded if recorded and Path(recorded).is_file() else (fallback_tokenizer or recorded)
     if not tokenizer:
-        raise CheckpointError(f"{tag_dir / MANIFEST}: no tokenizer path recorded and none given")
+        raise CheckpointError(f"{tag_dir / CHECKPOINT_MANIFEST}: no tokenizer path recorded and none given")
     info = {
         "model": manifest["model"],
         "step": int(manifest["step"]),
@@ -208,6 +231,7 @@ def export_checkpoint(
         gen.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         _portable_tokenizer_config(tmp / "tokenizer_config.json")
+        info["files"] = file_records(tmp, exclude=(EXPORT_INFO,))
         write_json(tmp / EXPORT_INFO, info)
         _publishable_permissions(tmp)
     log.info("exported %s step %s (%s) to %s", info["model"], info["step"], dtype, output)
@@ -217,7 +241,7 @@ def export_checkpoint(
 def export_suite_checkpoint(suite, model: str, step: int, output: str | Path, force: bool = False) -> dict:
     """Export checkpoint `step` of suite model `model` with the suite's export settings."""
     spec = suite.model(model)
-    tag_dir = checkpoint_dir(suite.model_dir(spec.name), step)
+    tag_dir = suite.layout.checkpoint(spec.name, step)
     if not tag_dir.is_dir():
         raise CheckpointError(f"{tag_dir}: checkpoint directory not found (has {model} been trained to step {step}?)")
     return export_checkpoint(
@@ -225,7 +249,7 @@ def export_suite_checkpoint(suite, model: str, step: int, output: str | Path, fo
         output,
         model=spec.name,
         step=step,
-        dtype=suite.config.get("export", {}).get("dtype", "float32"),
-        fallback_tokenizer=suite.tokenizer_path,
+        dtype=suite.export.dtype,
+        fallback_tokenizer=suite.layout.tokenizer,
         force=force,
     )

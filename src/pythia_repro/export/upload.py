@@ -11,8 +11,13 @@ checkpoint, and `main` holding the final step. Targets:
             HF_HUB_OFFLINE=1 — the default config's target, no network needed.
 - `none`:   record a receipt only.
 
-Every target is idempotent: files already present at the revision (same content hash) are not
-sent again, and a revision that already matches is not touched. Hub calls are retried with
+Before anything is sent, the export's files are checked against the sizes and checksums its
+export.json records (a truncated model.safetensors is refused, not published). Every target is
+idempotent: files already present at the revision (same content hash) are not sent again, and a
+revision that already matches is not touched; a mirror blob whose content no longer hashes to
+its name is rewritten. A mirror snapshot also records, as the huggingface_hub cache does
+(`.no_exist/COMMIT/FILE`), the optional files `transformers` looks for that an export lacks, so
+`from_pretrained(..., cache_dir=MIRROR)` never asks the network about them. Hub calls are retried with
 exponential backoff on transient failures (connection errors, timeouts, 408, 429, 5xx).
 """
 
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pythia_repro.atomic import atomic_file, write_json, write_text
+from pythia_repro.errors import PythiaReproError
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +46,19 @@ TOKEN_ENV = "HF_TOKEN"
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf", ".npz")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Files `AutoTokenizer/AutoModelForCausalLM.from_pretrained(repo, revision=..., cache_dir=...)`
+# (transformers 5.x) look up beside the ones an export has; a mirror snapshot records those it
+# lacks under .no_exist/, so a lookup is answered from the cache instead of the network.
+# Measured with transformers 5.24 / huggingface_hub 2.4 by watching the cache lookups.
+OPTIONAL_FILES = (
+    "added_tokens.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json",
+    "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt", "generation_config.json",
+    "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+    "adapter_config.json", "processor_config.json", "preprocessor_config.json", "custom_generate/generate.py",
+)
 
 
-class UploadError(ValueError):
+class UploadError(PythiaReproError):
     """An upload that cannot proceed (no token, bad input); never contains the token."""
 
 
@@ -92,6 +108,17 @@ def local_files(folder: str | Path) -> list[LocalFile]:
     if not any(f.path == "config.json" for f in files):
         raise UploadError(f"{folder}: no config.json; not an exported model directory")
     return files
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """One exported checkpoint to publish: its files, the repo and the revisions (branches) it goes to."""
+
+    repo_id: str
+    folder: Path
+    files: list[LocalFile]
+    revisions: list[str]
+    message: str
 
 
 # ----- retries --------------------------------------------------------------------------------
@@ -206,10 +233,42 @@ class MirrorTarget:
     def _snapshot_complete(self, snapshot: Path, files: list[LocalFile]) -> bool:
         return all((snapshot / f.path).is_file() for f in files)
 
+    @staticmethod
+    def blob_problem(blob: Path, f: LocalFile) -> str | None:
+        """Why a blob does not hold file `f` (missing, wrong size, content hash != its name)."""
+        if not blob.is_file():
+            return "missing"
+        size, sha256, git = _hash_file(blob)
+        if size != f.size:
+            return f"{size:,} bytes, expected {f.size:,}"
+        if (sha256 if f.is_lfs else git) != f.etag:
+            return "content does not match its hash"
+        return None
+
+    def verify_revision(self, repo_id: str, revision: str, files: list[LocalFile]) -> list[tuple[str, str]]:
+        """[(file, reason)] of a mirror revision that does not serve exactly `files`."""
+        repo = self.repo_dir(repo_id)
+        ref = repo / "refs" / revision
+        if not ref.is_file():
+            return [(f"refs/{revision}", "missing")]
+        snapshot = repo / "snapshots" / ref.read_text().strip()
+        problems = []
+        for f in files:
+            link = snapshot / f.path
+            if not link.is_file():
+                problems.append((f.path, "missing from the snapshot"))
+            elif os.path.realpath(link) != os.path.realpath(repo / "blobs" / f.etag):
+                problems.append((f.path, "snapshot points at another blob"))
+            elif reason := self.blob_problem(repo / "blobs" / f.etag, f):
+                problems.append((f.path, f"blob {f.etag[:12]}: {reason}"))
+        return problems
+
     def _write_blob(self, repo: Path, f: LocalFile) -> bool:
         blob = repo / "blobs" / f.etag
-        if blob.is_file() and blob.stat().st_size == f.size:
+        if self.blob_problem(blob, f) is None:
             return False
+        if blob.is_file():
+            log.warning("%s: damaged mirror blob of %s, rewriting it", blob, f.path)
         with atomic_file(blob, "wb") as out, open(f.abspath, "rb") as src:
             shutil.copyfileobj(src, out, 1 << 20)
         _shareable(blob)
@@ -239,21 +298,40 @@ class MirrorTarget:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def upload(self, repo_id: str, folder: Path, files: list[LocalFile], revisions: list[str], message: str) -> dict:
+    @staticmethod
+    def _write_no_exist(repo: Path, commit: str, files: list[LocalFile]) -> None:
+        """Empty `.no_exist/COMMIT/FILE` markers, huggingface_hub's record of a file a revision
+        does not have: `hf_hub_download` finds them and answers "absent" without a request."""
+        present = {f.path for f in files}
+        folder = repo / ".no_exist" / commit
+        for name in OPTIONAL_FILES:
+            if name not in present:
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).touch()
+                _shareable(folder / name)
+        for path in [folder, *folder.rglob("*")] if folder.is_dir() else []:
+            if path.is_dir():
+                os.chmod(path, 0o755)
+
+    def upload(self, request: UploadRequest) -> dict:
+        repo_id, files, revisions = request.repo_id, request.files, request.revisions
         repo = self.repo_dir(repo_id)
         commit = self.commit_id(files)
         result = {}
         for rev in revisions:
             ref = repo / "refs" / rev
             current = ref.read_text().strip() if ref.is_file() else None
-            snapshot = repo / "snapshots" / commit
-            if current == commit and self._snapshot_complete(snapshot, files) and all(
-                (repo / "blobs" / f.etag).is_file() for f in files
-            ):
-                result[rev] = {"commit": commit, "uploaded": False, "files_sent": 0}
-                continue
+            if current == commit:
+                problems = self.verify_revision(repo_id, rev, files)
+                if not problems:
+                    self._write_no_exist(repo, commit, files)  # mirrors written before the markers
+                    result[rev] = {"commit": commit, "uploaded": False, "files_sent": 0}
+                    continue
+                log.warning("%s@%s: %s; repairing the revision", repo_id, rev,
+                            "; ".join(f"{path}: {why}" for path, why in problems))
             sent = sum(self._write_blob(repo, f) for f in files)
             self._write_snapshot(repo, commit, files)
+            self._write_no_exist(repo, commit, files)
             write_text(ref, commit)  # the ref last: a reader never sees a half-written revision
             _shareable(ref)
             result[rev] = {"commit": commit, "uploaded": True, "files_sent": sent}
@@ -313,10 +391,11 @@ class HubTarget:
             return None
         return info.sha
 
-    def upload(self, repo_id: str, folder: Path, files: list[LocalFile], revisions: list[str], message: str) -> dict:
+    def upload(self, request: UploadRequest) -> dict:
+        repo_id, files = request.repo_id, request.files
         result = {}
         repo_ready = False
-        for rev in revisions:
+        for rev in request.revisions:
             commit = self._remote_matches(repo_id, rev, files)
             if commit is not None:
                 log.info("%s@%s already up to date (%s)", repo_id, rev, commit)
@@ -332,7 +411,7 @@ class HubTarget:
             info = self._call(
                 f"upload_folder {repo_id}@{rev}",
                 lambda rev=rev: self.api.upload_folder(
-                    repo_id=repo_id, folder_path=str(folder), revision=rev, commit_message=message,
+                    repo_id=repo_id, folder_path=str(request.folder), revision=rev, commit_message=request.message,
                     allow_patterns=[f.path for f in files],
                 ),
             )
@@ -344,33 +423,32 @@ class HubTarget:
 class NoTarget:
     name = "none"
 
-    def upload(self, repo_id, folder, files, revisions, message) -> dict:
-        return {rev: {"commit": None, "uploaded": False} for rev in revisions}
+    def upload(self, request: UploadRequest) -> dict:
+        return {rev: {"commit": None, "uploaded": False} for rev in request.revisions}
 
 
 # ----- entry points ------------------------------------------------------------------------------
 
 
 def mirror_dir(suite) -> Path:
-    configured = suite.config.get("upload", {}).get("mirror_dir")
-    return Path(configured) if configured else suite.root / "hub-mirror"
+    configured = suite.upload.mirror_dir
+    return Path(configured) if configured else suite.layout.default_mirror
 
 
-def make_target(suite, base_delay: float = 1.0):
-    upload = suite.config.get("upload", {})
-    kind = upload.get("target", "mirror")
+def make_target(suite):
+    upload = suite.upload
+    kind = upload.target
     if kind == "mirror":
         return MirrorTarget(mirror_dir(suite))
     if kind == "hub":
-        return HubTarget(private=upload.get("private", False), max_retries=upload.get("max_retries", 5),
-                         base_delay=base_delay)
+        return HubTarget(private=upload.private, max_retries=upload.max_retries)
     if kind == "none":
         return NoTarget()
-    raise ValueError(f"upload.target: unknown target {kind!r}")
+    raise PythiaReproError(f"upload.target: unknown target {kind!r}")
 
 
 def repo_id_for(suite, model: str) -> str:
-    return f"{suite.config.get('upload', {}).get('namespace', 'local')}/{suite.model(model).name}"
+    return f"{suite.upload.namespace}/{suite.model(model).name}"
 
 
 def upload_checkpoint(suite, model: str, step: int, folder: str | Path, receipt: str | Path | None = None,
@@ -379,20 +457,28 @@ def upload_checkpoint(suite, model: str, step: int, folder: str | Path, receipt:
     folder = Path(folder)
     spec = suite.model(model)
     if step not in suite.model_checkpoint_steps(spec.name):
-        raise ValueError(f"step {step} is not a checkpoint of {spec.name}")
+        raise PythiaReproError(f"step {step} is not a checkpoint of {spec.name}")
     export_info = folder / "export.json"
     if export_info.is_file():
         info = json.loads(export_info.read_text())
         if info.get("model") != spec.name or int(info.get("step", -1)) != step:
             raise UploadError(f"{export_info}: export of {info.get('model')} step {info.get('step')}, "
                               f"expected {spec.name} step {step}")
+    if export_info.is_file():
+        from pythia_repro.export.hf import verify_export
+        from pythia_repro.train.checkpoint import CheckpointError
+
+        try:
+            verify_export(folder)
+        except CheckpointError as exc:
+            raise UploadError(str(exc)) from None
     files = local_files(folder)
     target = target or make_target(suite)
     repo_id = repo_id_for(suite, spec.name)
-    final = max(suite.model_checkpoint_steps(spec.name))
+    final = suite.final_step(spec.name)
     revisions = revisions_for(step, final)
     started = time.time()
-    result = target.upload(repo_id, folder, files, revisions, f"{spec.name} step {step}")
+    result = target.upload(UploadRequest(repo_id, folder, files, revisions, f"{spec.name} step {step}"))
     record = {
         "target": target.name,
         "repo_id": repo_id,

@@ -19,7 +19,8 @@ import math
 import torch
 from transformers import AutoModelForCausalLM, CohereConfig, GPTNeoXConfig, LlamaConfig, PretrainedConfig
 
-from pythia_repro.models.sizes import ARCHS
+from pythia_repro.errors import PythiaReproError
+from pythia_repro.models.sizes import ARCHS, NEOX_TOKENIZER_SIZE, SIZES, Shape
 
 EOD_ID = 0  # <|endoftext|> in the GPT-NeoX-20B tokenizer and in the BPEs we train
 
@@ -30,9 +31,9 @@ def swiglu_width(ffn: int) -> int:
     return -(-(2 * ffn // 3) // 64) * 64
 
 
-def hf_config(arch: str, shape: dict, vocab_size: int, seq_length: int) -> PretrainedConfig:
+def hf_config(arch: str, shape: Shape, vocab_size: int, seq_length: int) -> PretrainedConfig:
     """The `transformers` config of a model of `shape` (a row of the size table)."""
-    d, layers, heads = shape["d_model"], shape["layers"], shape["heads"]
+    d, layers, heads = shape.d_model, shape.layers, shape.heads
     common = dict(
         vocab_size=vocab_size,
         hidden_size=d,
@@ -46,7 +47,7 @@ def hf_config(arch: str, shape: dict, vocab_size: int, seq_length: int) -> Pretr
     if arch == "gpt-neox":
         return GPTNeoXConfig(
             **common,
-            intermediate_size=shape["ffn"],
+            intermediate_size=shape.ffn,
             hidden_act="gelu",
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
             layer_norm_eps=1e-5,
@@ -60,7 +61,7 @@ def hf_config(arch: str, shape: dict, vocab_size: int, seq_length: int) -> Pretr
     if arch == "llama":
         return LlamaConfig(
             **common,
-            intermediate_size=swiglu_width(shape["ffn"]),
+            intermediate_size=swiglu_width(shape.ffn),
             num_key_value_heads=heads,
             hidden_act="silu",
             rms_norm_eps=1e-5,
@@ -73,7 +74,7 @@ def hf_config(arch: str, shape: dict, vocab_size: int, seq_length: int) -> Pretr
         return CohereConfig(
             **common,
             pad_token_id=None,
-            intermediate_size=swiglu_width(shape["ffn"]),
+            intermediate_size=swiglu_width(shape.ffn),
             num_key_value_heads=1,
             hidden_act="silu",
             layer_norm_eps=1e-5,
@@ -83,14 +84,14 @@ def hf_config(arch: str, shape: dict, vocab_size: int, seq_length: int) -> Pretr
             logit_scale=1.0,
             use_qk_norm=False,
         )
-    raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+    raise PythiaReproError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
 
 
 # Output projections of each block: GPT-NeoX initialises these with wang_init / scaled normal.
 _OUTPUT_LAYERS = ("attention.dense", "mlp.dense_4h_to_h", "self_attn.o_proj", "mlp.down_proj")
 
 
-def init_weights(model: torch.nn.Module, shape: dict, seed: int) -> None:
+def init_weights(model: torch.nn.Module, shape: Shape, seed: int) -> None:
     """GPT-NeoX v1.0 initialisation (megatron/model/init_functions.py).
 
     small:  small_init std = sqrt(2 / (5 d)) for every matrix and embedding, wang_init
@@ -98,8 +99,8 @@ def init_weights(model: torch.nn.Module, shape: dict, seed: int) -> None:
     normal: normal(0.02), and scaled normal 0.02 / sqrt(2 L) for output projections (6.9b, 12b).
     Biases zero, norm weights one.
     """
-    d, layers = shape["d_model"], shape["layers"]
-    if shape.get("init", "small") == "small":
+    d, layers = shape.d_model, shape.layers
+    if shape.init == "small":
         std, out_std = math.sqrt(2 / (5 * d)), 2 / (layers * math.sqrt(d))
     else:
         std, out_std = 0.02, 0.02 / math.sqrt(2 * layers)
@@ -117,7 +118,7 @@ def init_weights(model: torch.nn.Module, shape: dict, seed: int) -> None:
 
 def build_model(
     arch: str,
-    shape: dict,
+    shape: Shape,
     vocab_size: int,
     seq_length: int,
     seed: int,
@@ -135,16 +136,37 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def meta_model(arch: str, shape: dict, vocab_size: int, seq_length: int) -> torch.nn.Module:
+def meta_model(arch: str, shape: Shape, vocab_size: int, seq_length: int) -> torch.nn.Module:
     """The model on the meta device: shapes without memory, for counting a 12B model."""
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(hf_config(arch, shape, vocab_size, seq_length))
 
 
-def flops_per_token(model: torch.nn.Module, shape: dict, seq_length: int) -> float:
+def flops_per_token(model: torch.nn.Module, shape: Shape, seq_length: int) -> float:
     """PaLM's model FLOPs per token (Appendix B): 6N + 12 L H Q T, N without the input embedding."""
     embedding = model.get_input_embeddings().weight.numel()
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     n = count_parameters(model) - (0 if tied else embedding)
-    head_dim = shape["d_model"] // shape["heads"]
-    return 6 * n + 12 * shape["layers"] * shape["heads"] * head_dim * seq_length
+    return 6 * n + 12 * shape.layers * shape.heads * shape.head_dim * seq_length
+
+
+def size_info(size: str, arch: str = "gpt-neox", tokenizer_size: int = NEOX_TOKENIZER_SIZE,
+              seq_length: int = 2048) -> dict:
+    """Parameter count, FLOPs per token and `transformers` config of a built-in size, on the meta
+    device (no memory, so a 12B model is counted in a second)."""
+    if size not in SIZES:
+        raise PythiaReproError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+    shape = SIZES[size]
+    vocab = shape.padded_vocab(tokenizer_size)
+    model = meta_model(arch, shape, vocab, seq_length)
+    embedding = model.get_input_embeddings().weight.numel()
+    return {
+        "size": size,
+        "arch": arch,
+        "num_parameters": count_parameters(model),
+        "non_embedding_parameters": count_parameters(model) - embedding,
+        "padded_vocab_size": vocab,
+        "flops_per_token": flops_per_token(model, shape, seq_length),
+        "shape": shape.as_dict(),
+        "hf_config": model.config.to_dict(),
+    }

@@ -5,35 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from pythia_repro.models.sizes import ARCHS, NEOX_TOKENIZER_SIZE, SIZES, padded_vocab_size
-
-
-def model_info(size: str, arch: str = "gpt-neox", tokenizer_size: int = NEOX_TOKENIZER_SIZE,
-               seq_length: int = 2048) -> dict:
-    """Parameter count and `transformers` config of a built-in size, without allocating it."""
-    # Imported here: torch + transformers take seconds, which every other verb would pay at start-up.
-    from pythia_repro.models.build import count_parameters, flops_per_token, meta_model
-
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
-    shape = SIZES[size]
-    vocab = padded_vocab_size(tokenizer_size, shape["model_parallel"])
-    model = meta_model(arch, shape, vocab, seq_length)
-    embedding = model.get_input_embeddings().weight.numel()
-    return {
-        "size": size,
-        "arch": arch,
-        "num_parameters": count_parameters(model),
-        "non_embedding_parameters": count_parameters(model) - embedding,
-        "padded_vocab_size": vocab,
-        "flops_per_token": flops_per_token(model, shape, seq_length),
-        "shape": shape,
-        "hf_config": model.config.to_dict(),
-    }
+from pythia_repro.models.sizes import ARCHS, NEOX_TOKENIZER_SIZE, SIZES
 
 
 def _run(args: argparse.Namespace) -> None:
-    info = model_info(args.size, args.arch, args.tokenizer_size, args.seq_length)
+    # Imported here: torch + transformers take seconds, which every other verb would pay at start-up.
+    from pythia_repro.models.build import size_info
+
+    info = size_info(args.size, args.arch, args.tokenizer_size, args.seq_length)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pythia_repro.errors import PythiaReproError
 from pythia_repro.train.substitution import Substitution
 
 
 def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
     if global_batch % (micro_batch * world_size):
-        raise ValueError(
+        raise PythiaReproError(
             f"global_batch_size {global_batch} is not a multiple of micro_batch_size {micro_batch}"
             f" x {world_size} ranks"
         )

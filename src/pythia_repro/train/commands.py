@@ -1,4 +1,5 @@
-"""Verbs of the training stage: `train` (one rank's worker), `launch` (N ranks), `plot-loss`."""
+"""Verbs of the training stage: `train` (one rank's worker), `launch` (N ranks), `plot-loss`,
+`verify-checkpoints`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from pythia_repro.config import load_suite
+from pythia_repro.errors import PythiaReproError
 
 
 def _run_options(args: argparse.Namespace):
@@ -45,66 +47,58 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from pythia_repro.train.checkpoint import complete_checkpoints
-    from pythia_repro.train.distributed import choose_launcher, launch_command, run_launcher
+    from pythia_repro.train.checkpoint import complete_checkpoints, stopped_with_checkpoint
+    from pythia_repro.train.distributed import choose_launcher, launch_command, run_launcher, stop_deadline
     from pythia_repro.train.trainer import PREEMPTED
 
     suite = load_suite(args.config)
     suite.model(args.model)  # fail here, not in N workers, on a wrong name
-    args.deadline = _deadline(args.stop_before_limit)
-    ranks = args.ranks or suite.training["ranks"]
+    args.deadline = stop_deadline(args.stop_before_limit, log=lambda m: print(m, file=sys.stderr, flush=True))
+    ranks = args.ranks or suite.training.ranks
     launcher = choose_launcher(ranks) if args.launcher == "auto" else args.launcher
     if launcher == "none":
         if ranks != 1:
-            raise ValueError(f"--launcher none runs one rank in this process, but {ranks} ranks were asked for")
+            raise PythiaReproError(f"--launcher none runs one rank in this process, but {ranks} ranks were asked for")
         return _train(args)
     command = launch_command(launcher, ranks, _worker_args(args), cpus_per_task=args.threads)
     print("[launch] " + " ".join(command), file=sys.stderr, flush=True)
-    save_dir = suite.model_dir(args.model) / "checkpoints"
+    save_dir = suite.layout.checkpoints_dir(args.model)
     before = complete_checkpoints(save_dir)
     rc = run_launcher(command)
-    if rc not in (0, PREEMPTED) and _stopped_with_checkpoint(before, complete_checkpoints(save_dir)):
+    if rc not in (0, PREEMPTED) and stopped_with_checkpoint(before, complete_checkpoints(save_dir)):
         # The ranks exit one by one after their stop checkpoint; srun's --kill-on-bad-exit may
         # terminate the slower ones on the first one's PREEMPTED, which hides the clean stop.
         rc = PREEMPTED
     return rc
 
 
-def _deadline(margin_s: float) -> float | None:
-    """Inside a SLURM job with a time limit: when to checkpoint and stop, `margin_s` before it.
-
-    Read once here and handed to every rank, so they all stop at the same step; no signal is
-    needed, which matters for one-rank jobs: SLURM's --signal would also hit Snakemake's job step.
-    """
-    import time
-    from datetime import datetime
-
-    from pythia_repro.train.distributed import slurm_job_end_time
-
-    end = slurm_job_end_time()
-    if end is None:
-        return None
-    deadline = end - margin_s
-    stamp = datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
-    print(f"[launch] SLURM time limit at {datetime.fromtimestamp(end).isoformat(timespec='seconds')}: "
-          f"checkpointing and stopping at {stamp} if not done", file=sys.stderr, flush=True)
-    if deadline < time.time() + 60:
-        print(f"[launch] warning: the time limit leaves less than a minute after --stop-before-limit "
-              f"{margin_s:g} s; each job will train one step", file=sys.stderr, flush=True)
-    return deadline
-
-
-def _stopped_with_checkpoint(before: dict[int, dict], after: dict[int, dict]) -> bool:
-    """Whether this launch ended with a new, complete, off-schedule checkpoint (a signal or the
-    time limit stopped it)."""
-    new = sorted(set(after) - set(before))
-    return bool(new) and after[new[-1]].get("scheduled") is False
-
-
 def _plot(args: argparse.Namespace) -> None:
     from pythia_repro.train.plot import plot_loss
 
     print(plot_loss(load_suite(args.config), args.output))
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Every checkpoint's state, one line each; 1 if any is corrupt. Read-only: nothing is moved."""
+    from pythia_repro.train.checkpoint import checkpoint_states
+
+    suite = load_suite(args.config)
+    names = [suite.model(args.model).name] if args.model else [m.name for m in suite.models]
+    counts: dict[str, int] = {}
+    for name in names:
+        for row in checkpoint_states(suite.layout.checkpoints_dir(name)):
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+            line = f"{name} step{row['step']}: {row['state']}"
+            if row["state"] in ("corrupt", "incomplete"):
+                line += ": " + row["reason"].split(": ", 1)[-1].removeprefix("corrupt checkpoint: ")
+            elif row["state"] == "quarantined":
+                line += f" ({row['path']})"
+            elif not row["checksums"]:
+                line += " (sizes and archives checked; manifest predates checksums)"
+            print(line)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no checkpoints"
+    print(f"[verify-checkpoints] {summary}", file=sys.stderr)
+    return 1 if counts.get("corrupt") else 0
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -142,6 +136,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="inside a SLURM job: checkpoint and exit 75 this long before its time limit "
                         "(default 600; leave time for one checkpoint of the model)")
     p.set_defaults(handler=_launch)
+
+    p = subparsers.add_parser(
+        "verify-checkpoints", help="check every checkpoint's files against its manifest (sizes, checksums)",
+        description="List each checkpoint as ok, corrupt (file: reason), incomplete or quarantined "
+                    "(moved aside by a resume); exit 1 if any is corrupt. Moves nothing.")
+    p.add_argument("--config", required=True, help="suite config (YAML)")
+    p.add_argument("--model", help="one model (default: every model of the suite)")
+    p.set_defaults(handler=_verify)
 
     p = subparsers.add_parser("plot-loss", help="training loss and learning rate of every model of a suite")
     p.add_argument("--config", required=True, help="suite config (YAML)")

@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import datetime
+
+from pythia_repro.errors import PythiaReproError
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,6 @@ class DistEnv:
     master_addr: str = "127.0.0.1"
     master_port: int = 0
     launcher: str = "none"  # none | torchrun | slurm
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 def expand_hostlist(hostlist: str) -> list[str]:
@@ -109,12 +106,6 @@ def init_process_group(dist_env: DistEnv, backend: str) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def choose_launcher(ranks: int, env: dict | None = None) -> str:
     """srun inside a SLURM allocation, torchrun for several local ranks, none for one rank."""
     env = os.environ if env is None else env
@@ -149,11 +140,36 @@ def slurm_job_end_time(env: dict | None = None) -> float | None:
     return parse_slurm_time(out)
 
 
+def stop_deadline(margin_s: float, log=print) -> float | None:
+    """Inside a SLURM job with a time limit: when to checkpoint and stop, `margin_s` before it.
+
+    Read once by `launch` and handed to every rank, so they all stop at the same step; no signal
+    is needed, which matters for one-rank jobs: SLURM's --signal would also hit Snakemake's job step.
+    """
+    import time
+
+    end = slurm_job_end_time()
+    if end is None:
+        return None
+    deadline = end - margin_s
+    stamp = datetime.fromtimestamp(deadline).isoformat(timespec="seconds")
+    log(f"[launch] SLURM time limit at {datetime.fromtimestamp(end).isoformat(timespec='seconds')}: "
+        f"checkpointing and stopping at {stamp} if not done")
+    if deadline < time.time() + 60:
+        log(f"[launch] warning: the time limit leaves less than a minute after --stop-before-limit "
+            f"{margin_s:g} s; each job will train one step")
+    return deadline
+
+
+# What `launch` starts on every rank; tests swap in a module that injects a step callback.
+WORKER = ("-m", "pythia_repro.cli")
+
+
 def launch_command(
     launcher: str, ranks: int, worker_args: list[str], cpus_per_task: int | None = None
 ) -> list[str]:
     """The command that starts `ranks` workers running `pythia-repro <worker_args>`."""
-    module = [sys.executable, "-m", "pythia_repro.cli", *worker_args]
+    module = [sys.executable, *WORKER, *worker_args]
     if launcher == "slurm":
         # One task per rank; a failed rank takes the step down instead of hanging the others.
         # CPUs per task explicitly: srun does not take them from the allocation (Slurm >= 22.05).
@@ -161,8 +177,8 @@ def launch_command(
         return ["srun", f"--ntasks={ranks}", *cpus, "--kill-on-bad-exit=1", *module]
     if launcher == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
-                "-m", "pythia_repro.cli", *worker_args]
-    raise ValueError(f"unknown launcher {launcher!r}")
+                *WORKER, *worker_args]
+    raise PythiaReproError(f"unknown launcher {launcher!r}")
 
 
 def run_launcher(command: list[str], env: dict | None = None) -> int:

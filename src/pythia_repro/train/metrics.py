@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from pythia_repro.atomic import write_text
+from pythia_repro.layout import Layout
 from pythia_repro.progress import _fmt_duration
 
 # Dense bf16 peak FLOP/s per device (PaLM-style MFU is reported against these).
@@ -47,8 +48,8 @@ def read_metrics(path: str | Path) -> list[dict]:
 class MetricsLog:
     """Rank 0's metrics sink: JSONL + TensorBoard, both rewound to `resume_step` on open."""
 
-    def __init__(self, model_dir: Path, resume_step: int, tensorboard: bool = True) -> None:
-        self.path = model_dir / "metrics.jsonl"
+    def __init__(self, layout: Layout, model: str, resume_step: int, tensorboard: bool = True) -> None:
+        self.path = layout.metrics(model)
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
         write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._fh = open(self.path, "a")
@@ -57,7 +58,7 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step hides events of steps > resume_step written before a kill.
-            self._tb = SummaryWriter(str(model_dir / "tensorboard"), purge_step=resume_step + 1)
+            self._tb = SummaryWriter(str(layout.tensorboard(model)), purge_step=resume_step + 1)
 
     def write(self, record: dict) -> None:
         self._fh.write(json.dumps(record) + "\n")

@@ -30,15 +30,15 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: torch.nn.Module, training: dict, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with the suite's betas/eps/weight decay; lr is set by the schedule before each step."""
+def build_optimizer(model: torch.nn.Module, training, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with the suite's betas/eps/weight decay (a TrainingSection); lr is set by the schedule."""
     kwargs = {}
     if device.type == "cuda":
         kwargs["fused"] = True  # one kernel per step, like GPT-NeoX's FusedAdam
     return torch.optim.AdamW(
-        param_groups(model, training["weight_decay"]),
+        param_groups(model, training.weight_decay),
         lr=0.0,
-        betas=(training["adam_beta1"], training["adam_beta2"]),
-        eps=training["adam_eps"],
+        betas=(training.adam_beta1, training.adam_beta2),
+        eps=training.adam_eps,
         **kwargs,
     )

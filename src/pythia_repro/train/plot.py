@@ -31,7 +31,7 @@ def plot_loss(suite: Suite, output: str | Path) -> Path:
     plotted = 0
     window = max(1, suite.train_iters // 100)  # one smoothing span for all, interventions included
     for spec in suite.models:
-        rows = read_metrics(suite.model_dir(spec.name) / "metrics.jsonl")
+        rows = read_metrics(suite.layout.metrics(spec.name))
         if not rows:
             continue
         steps = np.array([r["step"] for r in rows])

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+from pythia_repro.errors import PythiaReproError
+
 DECAY_STYLES = ("cosine", "linear", "exponential", "constant")
 
 
@@ -30,7 +32,7 @@ def annealing_lr(
 ) -> float:
     """The learning rate GPT-NeoX's AnnealingLR sets after its iteration count became `n`."""
     if total_iters <= 0:
-        raise ValueError(f"total_iters must be positive, got {total_iters}")
+        raise PythiaReproError(f"total_iters must be positive, got {total_iters}")
     capped = min(n, total_iters - warmup_iters)
     if warmup_iters > 0 and n <= warmup_iters:
         return float(lr) * capped / warmup_iters
@@ -44,7 +46,7 @@ def annealing_lr(
     elif decay_style == "constant":
         value = lr
     else:
-        raise ValueError(f"unknown decay style {decay_style!r}; choose one of {DECAY_STYLES}")
+        raise PythiaReproError(f"unknown decay style {decay_style!r}; choose one of {DECAY_STYLES}")
     return max(value, min_lr)
 
 
@@ -95,8 +97,8 @@ class AnnealingLR:
         self.step(state["num_iters"])
 
 
-def schedule_for(training: dict, shape: dict) -> dict:
-    """AnnealingLR's arguments for a suite's `training` section and a model `shape`."""
-    total = max(1, training["train_iters"])
-    return dict(lr=shape["lr"], min_lr=shape["min_lr"], warmup_iters=training["warmup_fraction"] * total,
+def schedule_for(training, shape) -> dict:
+    """AnnealingLR's arguments for a suite's `training` section (TrainingSection) and a model Shape."""
+    total = max(1, training.train_iters)
+    return dict(lr=shape.lr, min_lr=shape.min_lr, warmup_iters=training.warmup_fraction * total,
                 total_iters=total, decay_style="cosine")

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from pythia_repro.errors import PythiaReproError
+
 # (from, to) token strings; 'Ġ' is the byte-level BPE's leading space.
 GENDER_SWAP = (
     ("ĠHe", "ĠShe"),
@@ -32,7 +34,7 @@ SUBSTITUTIONS = {"gender_swap": GENDER_SWAP}
 def substitution_map(name: str, tokenizer: Tokenizer | str | Path) -> dict[int, int]:
     """{from_id: to_id} of substitution `name` in `tokenizer` (a Tokenizer or a tokenizer.json)."""
     if name not in SUBSTITUTIONS:
-        raise ValueError(f"unknown substitution {name!r}; known: {sorted(SUBSTITUTIONS)}")
+        raise PythiaReproError(f"unknown substitution {name!r}; known: {sorted(SUBSTITUTIONS)}")
     if not isinstance(tokenizer, Tokenizer):
         tokenizer = Tokenizer.from_file(str(tokenizer))
     table = {}

@@ -5,9 +5,10 @@
 resumes from the model's latest complete checkpoint (an intervention's first segment starts from
 its base model's checkpoint at the branch step), trains step by step on GPT-NeoX's data order,
 checkpoints on the suite's schedule and at `until_step`, and finally writes the segment marker
-`{model_dir}/segments/end{until_step}.json`. SIGTERM/SIGUSR1, or reaching `RunOptions.deadline`
-(`launch` sets it before a SLURM job's time limit), make it checkpoint at the current step and
-exit with PREEMPTED, so the rerun continues.
+(`suite.layout.segment_marker`). SIGTERM/SIGUSR1, or reaching `RunOptions.deadline` (`launch` sets
+it before a SLURM job's time limit), make it checkpoint at the current step and exit with
+PREEMPTED, so the rerun continues. The loop itself is short: `prepare_run` builds everything a
+segment needs, `checkpoint_manifest` says what a checkpoint records, `train_segment` steps.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from pythia_repro.atomic import write_json
-from pythia_repro.config import ModelSpec, Suite
+from pythia_repro.config import ModelSpec, Suite, TrainingSection
+from pythia_repro.data.batch import TrainingOrder
+from pythia_repro.errors import PythiaReproError
+from pythia_repro.models.sizes import Shape
 from pythia_repro.train import checkpoint
 from pythia_repro.train.batches import RankBatches, accumulation_steps
 from pythia_repro.train.distributed import DistEnv, detect, init_process_group
@@ -36,8 +41,6 @@ from pythia_repro.train.schedule import AnnealingLR, schedule_for
 from pythia_repro.train.substitution import Substitution, substitution_map
 
 PREEMPTED = 75  # EX_TEMPFAIL: stopped early (signal, time limit) with a checkpoint; rerun to continue
-# Test hook: "STEP:SIGNAL" makes the trainer send itself SIGNAL right after finishing STEP.
-DEBUG_SIGNAL_ENV = "PYTHIA_REPRO_DEBUG_SIGNAL"
 
 
 @dataclass
@@ -48,19 +51,15 @@ class RunOptions:
     deterministic: bool | None = None  # torch deterministic algorithms; on by default on CPU
     tensorboard: bool = True
     deadline: float | None = None  # epoch seconds: checkpoint and stop (PREEMPTED) once past it
+    on_step: Callable[[int], None] | None = None  # called after each step (tests inject signals here)
 
 
-def segment_marker(suite: Suite, model: str, end: int) -> Path:
-    return suite.model_dir(model) / "segments" / f"end{end}.json"
-
-
-def vocab_size(suite: Suite, shape: dict) -> int:
+def vocab_size(suite: Suite, shape: Shape) -> int:
+    """The model's padded vocabulary, from the suite's actual tokenizer file."""
     from tokenizers import Tokenizer
 
-    from pythia_repro.models.sizes import padded_vocab_size
-
-    tokenizer = Tokenizer.from_file(str(suite.tokenizer_path))
-    return padded_vocab_size(tokenizer.get_vocab_size(with_added_tokens=True), shape["model_parallel"])
+    tokenizer = Tokenizer.from_file(str(suite.layout.tokenizer))
+    return shape.padded_vocab(tokenizer.get_vocab_size(with_added_tokens=True))
 
 
 def attention_implementation(device: torch.device, precision: str, requested: str | None) -> str:
@@ -71,18 +70,18 @@ def attention_implementation(device: torch.device, precision: str, requested: st
     return "sdpa"
 
 
-def deepspeed_config(training: dict, world_size: int, num_params: int, device: torch.device) -> dict:
+def deepspeed_config(training: TrainingSection, world_size: int, num_params: int, device: torch.device) -> dict:
     """DeepSpeed's JSON config: batch geometry, clipping, ZeRO and precision from the suite."""
-    global_batch = training["global_batch_size"]
-    micro = training.get("micro_batch_size") or global_batch // world_size
+    global_batch = training.global_batch_size
+    micro = training.micro_batch_size or global_batch // world_size
     bucket = int(min(5e8, max(num_params, 1)))  # GPT-NeoX's 5e8, capped: no 2 GB buffer for a tiny model
-    config = {
+    return {
         "train_batch_size": global_batch,
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": accumulation_steps(global_batch, micro, world_size),
-        "gradient_clipping": training["grad_clip"],
+        "gradient_clipping": training.grad_clip,
         "zero_optimization": {
-            "stage": training["zero_stage"],
+            "stage": training.zero_stage,
             "allgather_partitions": True,
             "allgather_bucket_size": bucket,
             "reduce_scatter": True,
@@ -91,27 +90,35 @@ def deepspeed_config(training: dict, world_size: int, num_params: int, device: t
             "contiguous_gradients": True,
         },
         "zero_allow_untested_optimizer": True,
-        "bf16": {"enabled": training["precision"] == "bf16"},
+        "bf16": {"enabled": training.precision == "bf16"},
         # Pythia's dynamic loss scaling (models/*.yml).
-        "fp16": {"enabled": training["precision"] == "fp16", "loss_scale": 0, "loss_scale_window": 1000,
+        "fp16": {"enabled": training.precision == "fp16", "loss_scale": 0, "loss_scale_window": 1000,
                  "initial_scale_power": 12, "hysteresis": 2, "min_loss_scale": 1},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
-    return config
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class _StopFlag:
-    """Remembers a SIGTERM/SIGUSR1, or notices the deadline (a job's time limit less a margin),
-    so the loop can checkpoint at the end of the current step."""
+    """Remembers a SIGTERM/SIGUSR1/SIGINT, or notices the deadline (a job's time limit less a
+    margin), so the loop can checkpoint at the end of the current step. Ctrl-C is a stop like
+    SIGTERM; after the first one SIGINT's default action is back, so a second Ctrl-C aborts at
+    once (the last complete checkpoint stays the resume point)."""
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.reason: str | None = None
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, _frame) -> None:
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            print("[train] Ctrl-C: stopping with a checkpoint; press Ctrl-C again to abort without one",
+                  file=sys.stderr, flush=True)
         self._stop(f"signal {signal.Signals(signum).name}")
 
     def _stop(self, reason: str) -> None:
@@ -129,14 +136,6 @@ class _StopFlag:
         flag = torch.tensor([1.0 if self.reason is not None else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
-
-
-def _debug_signal() -> tuple[int, int] | None:
-    spec = os.environ.get(DEBUG_SIGNAL_ENV)
-    if not spec:
-        return None
-    step, name = spec.split(":")
-    return int(step), int(getattr(signal, f"SIG{name.upper()}"))
 
 
 def setup_runtime(options: RunOptions) -> tuple[DistEnv, torch.device]:
@@ -177,7 +176,7 @@ class Engine:
     attention: str
 
 
-def build_engine(spec: ModelSpec, training: dict, seq_length: int, vocab: int, device: torch.device,
+def build_engine(spec: ModelSpec, training: TrainingSection, seq_length: int, vocab: int, device: torch.device,
                  world_size: int, attention: str | None = None) -> Engine:
     """The freshly initialised model of `spec` under DeepSpeed, with GPT-NeoX's AdamW and schedule."""
     import deepspeed
@@ -185,10 +184,10 @@ def build_engine(spec: ModelSpec, training: dict, seq_length: int, vocab: int, d
     from pythia_repro.models.build import build_model, flops_per_token
 
     torch.manual_seed(spec.seed)
-    attention = attention_implementation(device, training["precision"], attention)
+    attention = attention_implementation(device, training.precision, attention)
     model = build_model(spec.arch, spec.shape, vocab, seq_length, spec.seed, attention)
     model.config.use_cache = False
-    if training.get("activation_checkpointing"):
+    if training.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     flops = flops_per_token(model, spec.shape, seq_length)  # before ZeRO-3 could partition the weights
     lr_args = schedule_for(training, spec.shape)
@@ -221,151 +220,208 @@ def train_step(engine, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -
     return torch.stack(losses).mean()
 
 
+def verify_checkpoints(suite: Suite, spec: ModelSpec, log: Callable[[str], None]) -> None:
+    """Rank 0, before `starting_point`: quarantine the model's newest complete checkpoints that
+    fail verification (logging file and reason) until one verifies; for an intervention without
+    checkpoints of its own, verify the base checkpoint it branches from. CheckpointError if a
+    run that had checkpoints has none left that verifies, or the branch checkpoint is corrupt."""
+    save_dir = suite.layout.checkpoints_dir(spec.name)
+    if checkpoint.latest_verified(save_dir, log=log) is not None:
+        return
+    moved = sorted(p.name for p in save_dir.glob(f"step*{checkpoint.CORRUPT_MARK}*")) if save_dir.is_dir() else []
+    if moved:
+        raise checkpoint.CheckpointError(
+            f"{save_dir}: no checkpoint of {spec.name} verifies (moved aside: {', '.join(moved)}); "
+            "restore a good copy, or delete them to train from step 0")
+    if spec.is_intervention:
+        branch = suite.layout.checkpoint(spec.base, spec.branch_step)
+        if checkpoint.is_complete(branch):
+            checkpoint.verify(branch)
+
+
 def starting_point(suite: Suite, spec: ModelSpec) -> tuple[Path, int] | None:
     """(save_dir, step) to load: the model's latest complete checkpoint, else (interventions) the
-    base model's checkpoint at the branch step; None for a fresh start at step 0."""
-    save_dir = suite.model_dir(spec.name) / "checkpoints"
+    base model's checkpoint at the branch step; None for a fresh start at step 0. Corrupt
+    checkpoints are out of the way already (`verify_checkpoints`, `step{N}.corrupt-*`)."""
+    save_dir = suite.layout.checkpoints_dir(spec.name)
     resume = checkpoint.latest_complete(save_dir)
     if resume is not None:
         return save_dir, resume
     if not spec.is_intervention:
         return None
-    base_dir = suite.model_dir(spec.base) / "checkpoints"
-    if checkpoint.read_manifest(base_dir / checkpoint.tag(spec.branch_step)) is None:
-        raise FileNotFoundError(f"{base_dir / checkpoint.tag(spec.branch_step)}: {spec.name} branches from this "
-                                f"checkpoint of {spec.base}, which is missing or incomplete")
-    return base_dir, spec.branch_step
+    branch = suite.layout.checkpoint(spec.base, spec.branch_step)
+    if not checkpoint.is_complete(branch):
+        raise checkpoint.CheckpointError(f"{branch}: {spec.name} branches from this checkpoint of {spec.base}, "
+                                         "which is missing or incomplete")
+    return suite.layout.checkpoints_dir(spec.base), spec.branch_step
 
 
 def _log(model: str, message: str) -> None:
     print(f"[train {model}] {message}", file=sys.stderr, flush=True)
 
 
-def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOptions | None = None) -> int:
-    """Train `model_name` to `until_step`; 0 when the segment is done, PREEMPTED when stopped early."""
-    options = options or RunOptions()
-    spec = suite.model(model_name)
-    training = suite.training
-    if not 0 <= until_step <= suite.train_iters:
-        raise ValueError(f"--until-step {until_step} is outside 0..{suite.train_iters} (training.train_iters)")
-    if spec.branch_step is not None and until_step <= spec.branch_step:
-        raise ValueError(f"{model_name} branches from {spec.base} at step {spec.branch_step}; "
-                         f"--until-step must be later")
-    model_dir = suite.model_dir(model_name)
-    save_dir = model_dir / "checkpoints"
-    schedule = set(suite.model_checkpoint_steps(model_name))
+def checkpoint_manifest(suite: Suite, spec: ModelSpec, built: Engine, vocab: int, world_size: int) -> dict:
+    """What every checkpoint of this run records beside its files (export and resume read it);
+    `save` adds the step, the loss and why it was taken."""
+    return {
+        "model": spec.name, "suite": suite.name, "arch": spec.arch, "size": spec.size,
+        "shape": spec.shape.as_dict(), "vocab_size": vocab, "seq_length": suite.seq_length,
+        "hf_config": json.loads(built.engine.module.config.to_json_string()),
+        "tokenizer": str(suite.layout.tokenizer), "zero_stage": suite.training.zero_stage,
+        "precision": suite.training.precision, "world_size": world_size,
+        "global_batch_size": suite.global_batch_size, "data": spec.data,
+        "data_prefix": str(suite.layout.data_prefix(spec.data)), "seed": spec.seed, "base": spec.base,
+        "branch_step": spec.branch_step, "substitution": spec.substitution, "train_iters": suite.train_iters,
+        "lr_schedule": built.lr_args, "attention": built.attention,
+    }
 
-    dist_env, device = setup_runtime(options)
-    import torch.distributed as dist
 
+@dataclass
+class Run:
+    """Everything one segment of a model's training needs, built once by `prepare_run`."""
+
+    suite: Suite
+    spec: ModelSpec
+    dist_env: DistEnv
+    device: torch.device
+    built: Engine
+    batches: RankBatches
+    start: int  # the step training continues from
+    fresh: bool  # no checkpoint loaded: step 0 is saved first when scheduled
+    schedule: set[int]
+    manifest: dict
+    peak_flops: float | None
+
+    @property
+    def engine(self):
+        return self.built.engine
+
+    def save(self, step: int, loss: float | None, reason: str) -> None:
+        samples = step * self.suite.global_batch_size
+        save_dir = self.suite.layout.checkpoints_dir(self.spec.name)
+        manifest = {**self.manifest, "step": step, "samples_consumed": samples, "scheduled": step in self.schedule,
+                    "reason": reason, "loss": loss, "saved_at": time.time()}
+        client_state = {"step": step, "samples_consumed": samples, "model": self.spec.name}
+        checkpoint.save(self.engine, save_dir, step, manifest, client_state, self.dist_env.rank)
+        if self.dist_env.rank == 0:
+            checkpoint.remove_stale_unscheduled(save_dir, step)
+            _log(self.spec.name, f"checkpoint step{step} ({reason})")
+
+    def metrics(self, step: int, loss: float, lr: float, elapsed: float) -> dict:
+        """The metrics.jsonl line of a finished step (PaLM-style MFU against the device's peak)."""
+        tokens_per_s = self.suite.global_batch_size * self.suite.seq_length / elapsed
+        world = self.dist_env.world_size
+        grad_norm = self.engine.get_global_grad_norm()
+        record = {
+            "step": step, "loss": loss, "lr": lr,
+            "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+            "tokens_per_s": tokens_per_s,
+            "mfu": tokens_per_s * self.built.flops_per_token / (world * self.peak_flops) if self.peak_flops else None,
+            "samples": step * self.suite.global_batch_size, "step_time_s": elapsed,
+        }
+        if self.suite.training.precision == "fp16":
+            record["loss_scale"] = float(self.engine.optimizer.cur_scale)
+        return record
+
+
+def prepare_run(suite: Suite, spec: ModelSpec, options: RunOptions, dist_env: DistEnv, device: torch.device,
+                source: tuple[Path, int] | None) -> Run:
+    """Engine (resumed or branched from `source`), this rank's batches and the manifest of a run."""
     rank, world = dist_env.rank, dist_env.world_size
-    if rank == 0:
-        removed = checkpoint.remove_incomplete(save_dir)
-        if removed:
-            _log(model_name, f"removed incomplete checkpoints {removed}")
-    dist.barrier()
-    source = starting_point(suite, spec)
-    start = source[1] if source else 0
-    if start >= until_step:
-        if rank == 0:
-            _write_marker(suite, model_name, until_step, start, None)
-        dist.barrier()
-        return 0
-
     vocab = vocab_size(suite, spec.shape)
-    built = build_engine(spec, training, suite.seq_length, vocab, device, world, options.attention)
-    engine = built.engine
+    built = build_engine(spec, suite.training, suite.seq_length, vocab, device, world, options.attention)
     if source is not None:
-        client = checkpoint.load(engine, source[0], source[1], rank)
-        if client.get("step", source[1]) != source[1]:
-            raise ValueError(f"{source[0]}/{checkpoint.tag(source[1])}: client state says step {client.get('step')}")
+        checkpoint.load(built.engine, source[0], source[1], rank)
         if rank == 0:
-            how = "resumed" if source[0] == save_dir else f"branched from {spec.base}"
-            _log(model_name, f"{how} at step {start}")
-
-    from pythia_repro.data.batch import TrainingOrder
-
-    order = TrainingOrder(suite.data_prefix(spec.data), suite.train_iters, suite.global_batch_size,
+            own = source[0] == suite.layout.checkpoints_dir(spec.name)
+            _log(spec.name, f"{'resumed' if own else f'branched from {spec.base}'} at step {source[1]}")
+    order = TrainingOrder(suite.layout.data_prefix(spec.data), suite.train_iters, suite.global_batch_size,
                           suite.seq_length, spec.seed, num_samples=suite.num_samples)
     substitution = None
     if spec.substitution:
-        table = substitution_map(spec.substitution, suite.tokenizer_path)
+        table = substitution_map(spec.substitution, suite.layout.tokenizer)
         substitution = Substitution(table, vocab)
         if rank == 0:
-            _log(model_name, f"substitution {spec.substitution}: {len(table)} token pairs")
+            _log(spec.name, f"substitution {spec.substitution}: {len(table)} token pairs")
     batches = RankBatches(order, suite.global_batch_size, built.ds_config["train_micro_batch_size_per_gpu"], rank,
                           world, device, substitution)
-
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    peak = peak_flops(device_name, options.peak_flops)
-    manifest_base = {
-        "model": model_name, "suite": suite.name, "arch": spec.arch, "size": spec.size, "shape": spec.shape,
-        "vocab_size": vocab, "seq_length": suite.seq_length,
-        "hf_config": json.loads(engine.module.config.to_json_string()),
-        "tokenizer": str(suite.tokenizer_path), "zero_stage": training["zero_stage"],
-        "precision": training["precision"], "world_size": world, "global_batch_size": suite.global_batch_size,
-        "data": spec.data, "data_prefix": str(suite.data_prefix(spec.data)), "seed": spec.seed,
-        "base": spec.base, "branch_step": spec.branch_step, "substitution": spec.substitution,
-        "train_iters": suite.train_iters, "lr_schedule": built.lr_args, "attention": built.attention,
-    }
+    return Run(suite, spec, dist_env, device, built, batches, start=source[1] if source else 0,
+               fresh=source is None, schedule=set(suite.model_checkpoint_steps(spec.name)),
+               manifest=checkpoint_manifest(suite, spec, built, vocab, world),
+               peak_flops=peak_flops(device_name, options.peak_flops))
 
-    def save(step: int, last_loss: float | None, reason: str) -> None:
-        manifest = {**manifest_base, "step": step, "samples_consumed": step * suite.global_batch_size,
-                    "scheduled": step in schedule, "reason": reason, "loss": last_loss, "saved_at": time.time()}
-        client_state = {"step": step, "samples_consumed": step * suite.global_batch_size, "model": model_name}
-        checkpoint.save(engine, save_dir, step, manifest, client_state, rank)
-        if rank == 0:
-            checkpoint.remove_stale_unscheduled(save_dir, step)
-            _log(model_name, f"checkpoint step{step} ({reason})")
 
-    metrics = MetricsLog(model_dir, start, options.tensorboard) if rank == 0 else None
-    progress = ProgressLine(model_name, start, until_step, training["log_every"]) if rank == 0 else None
-    if source is None and 0 in schedule:
-        save(0, None, "schedule")
-    stop, debug = _StopFlag(options.deadline), _debug_signal()
-    tokens_per_step = suite.global_batch_size * suite.seq_length
-    step, loss_value = start, None
-    try:
-        while step < until_step:
-            t0 = time.perf_counter()
-            lr = engine.get_lr()[0]  # the rate this update uses: DeepSpeed steps the schedule after it
-            loss_sum = train_step(engine, batches.micro_batches(step))
-            if world > 1:
-                dist.all_reduce(loss_sum)
-            loss_value = loss_sum.item() / world
-            step += 1
-            elapsed = time.perf_counter() - t0
-            grad_norm = engine.get_global_grad_norm()
-            tokens_per_s = tokens_per_step / elapsed
-            record = {
-                "step": step, "loss": loss_value, "lr": lr,
-                "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-                "tokens_per_s": tokens_per_s,
-                "mfu": tokens_per_s * built.flops_per_token / (world * peak) if peak else None,
-                "samples": step * suite.global_batch_size, "step_time_s": elapsed,
-            }
-            if training["precision"] == "fp16":
-                record["loss_scale"] = float(engine.optimizer.cur_scale)
-            if metrics is not None:
-                metrics.write(record)
-                progress.update(record)
-            if debug and debug[0] == step:
-                os.kill(os.getpid(), debug[1])
-            saved = step in schedule or step == until_step
-            if saved:
-                save(step, loss_value, "schedule" if step in schedule else "segment end")
-            if step < until_step and stop.agreed(dist_env, device):
-                reason = stop.reason or "stop agreed with the other ranks"
-                if not saved:
-                    save(step, loss_value, reason)
-                if rank == 0:
-                    _log(model_name, f"stopped at step {step} ({reason}); rerun to continue")
-                return PREEMPTED
-    finally:
-        if metrics is not None:
-            metrics.close()
+def _check_until(suite: Suite, spec: ModelSpec, until_step: int) -> None:
+    if not 0 <= until_step <= suite.train_iters:
+        raise PythiaReproError(f"--until-step {until_step} is outside 0..{suite.train_iters} (training.train_iters)")
+    if spec.branch_step is not None and until_step <= spec.branch_step:
+        raise PythiaReproError(f"{spec.name} branches from {spec.base} at step {spec.branch_step}; "
+                               "--until-step must be later")
+
+
+def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOptions | None = None) -> int:
+    """Train `model_name` to `until_step`; 0 when the segment is done, PREEMPTED when stopped early."""
+    import torch.distributed as dist
+
+    options = options or RunOptions()
+    spec = suite.model(model_name)
+    _check_until(suite, spec, until_step)
+    dist_env, device = setup_runtime(options)
+    rank, world = dist_env.rank, dist_env.world_size
+    problem = None
     if rank == 0:
-        _write_marker(suite, model_name, until_step, step, loss_value)
+        removed = checkpoint.remove_incomplete(suite.layout.checkpoints_dir(model_name))
+        if removed:
+            _log(model_name, f"removed incomplete checkpoints {removed}")
+        try:
+            verify_checkpoints(suite, spec, lambda message: _log(model_name, message))
+        except checkpoint.CheckpointError as exc:
+            problem = str(exc)
+    shared = [problem]
+    dist.broadcast_object_list(shared, src=0)  # also the barrier: every rank fails, or none
+    if shared[0] is not None:
+        raise checkpoint.CheckpointError(shared[0])
+    source = starting_point(suite, spec)
+    step = source[1] if source else 0
+    loss = None
+    if step < until_step:
+        run = prepare_run(suite, spec, options, dist_env, device, source)
+        metrics = MetricsLog(suite.layout, model_name, step, options.tensorboard) if rank == 0 else None
+        progress = ProgressLine(model_name, step, until_step, suite.training.log_every) if rank == 0 else None
+        if run.fresh and 0 in run.schedule:
+            run.save(0, None, "schedule")
+        stop = _StopFlag(options.deadline)
+        try:
+            while step < until_step:
+                t0 = time.perf_counter()
+                lr = run.engine.get_lr()[0]  # the rate this update uses: DeepSpeed steps the schedule after it
+                loss_sum = train_step(run.engine, run.batches.micro_batches(step))
+                if world > 1:
+                    dist.all_reduce(loss_sum)
+                loss = loss_sum.item() / world
+                step += 1
+                record = run.metrics(step, loss, lr, time.perf_counter() - t0)
+                if metrics is not None:
+                    metrics.write(record)
+                    progress.update(record)
+                if options.on_step is not None:
+                    options.on_step(step)
+                saved = step in run.schedule or step == until_step
+                if saved:
+                    run.save(step, loss, "schedule" if step in run.schedule else "segment end")
+                if step < until_step and stop.agreed(dist_env, device):
+                    reason = stop.reason or "stop agreed with the other ranks"
+                    if not saved:
+                        run.save(step, loss, reason)
+                    if rank == 0:
+                        _log(model_name, f"stopped at step {step} ({reason}); rerun to continue")
+                    return PREEMPTED
+        finally:
+            if metrics is not None:
+                metrics.close()
+    if rank == 0:
+        _write_marker(suite, model_name, until_step, step, loss)
     dist.barrier()
     return 0
 
@@ -373,8 +429,8 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
 def _write_marker(suite: Suite, model: str, until: int, step: int, loss: float | None) -> None:
     """The segment's Snakemake output, written once its last checkpoint is complete."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    write_json(segment_marker(suite, model, until), {
+    write_json(suite.layout.segment_marker(model, until), {
         "model": model, "until_step": until, "last_checkpoint_step": step, "loss": loss,
-        "checkpoints": str(suite.model_dir(model) / "checkpoints"), "complete": True, "finished_at": time.time(),
+        "checkpoints": str(suite.layout.checkpoints_dir(model)), "complete": True, "finished_at": time.time(),
         "rank0_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
     })

@@ -43,14 +43,13 @@ from pythia_repro.data.dedup.clusters import (
     EMPTY_POLICY,
     KEEP_FORMAT,
     ClusterResult,
-    _UnionFind,
     cluster_report,
     cluster_shards,
     find_clusters,
     similar_pairs,
     write_keep,
 )
-from pythia_repro.data.dedup.files import SIGNATURES_FORMAT, ShardSignatures, _npz_arrays, shard_signatures
+from pythia_repro.data.dedup.files import SIGNATURES_FORMAT, ShardSignatures, shard_signatures
 from pythia_repro.data.dedup.minhash import (
     CANDIDATE_RECALL,
     HASH_SCHEME,
@@ -58,7 +57,6 @@ from pythia_repro.data.dedup.minhash import (
     DedupParams,
     MinHasher,
     SignatureBatch,
-    _whitespace_mask,
     candidate_probability,
     jaccard,
     lsh_params,
@@ -68,7 +66,7 @@ from pythia_repro.data.dedup.minhash import (
 __all__ = [
     "BUCKET_WINDOW", "CANDIDATE_RECALL", "EMPTY_POLICY", "HASH_SCHEME", "KEEP_FORMAT", "SIGNATURES_FORMAT",
     "ClusterResult", "DedupError", "DedupParams", "MinHasher", "ShardSignatures", "SignatureBatch",
-    "_UnionFind", "_npz_arrays", "_whitespace_mask", "apply_keep", "candidate_probability", "cluster_report",
+    "apply_keep", "candidate_probability", "cluster_report",
     "cluster_shards", "find_clusters", "jaccard", "lsh_params", "shard_signatures", "similar_pairs",
     "word_shingles", "write_keep",
 ]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from pythia_repro.errors import PythiaReproError
+
 # Changes whenever a change to the hashing would change signatures (old files are then refused).
 HASH_SCHEME = "words-chunk64+fmix64/shingle-weighted-sum/affine32-minhash/v1"
 
@@ -32,7 +34,7 @@ _S33, _S32 = _U64(33), _U64(32)
 _BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(9)], dtype=np.uint64)  # low i bytes
 
 
-class DedupError(ValueError):
+class DedupError(PythiaReproError):
     """A dedup input (signature file, keep file, shard) that is inconsistent; names the file."""
 
 
@@ -67,24 +69,15 @@ class DedupParams:
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1:
-            raise ValueError(f"dedup.threshold must be in (0, 1], got {self.threshold}")
+            raise PythiaReproError(f"dedup.threshold must be in (0, 1], got {self.threshold}")
         if self.num_perm < 1 or self.shingle_words < 1:
-            raise ValueError("dedup.num_perm and dedup.shingle_words must be positive")
+            raise PythiaReproError("dedup.num_perm and dedup.shingle_words must be positive")
         if not self.bands:
             bands, rows = lsh_params(self.threshold, self.num_perm)
             object.__setattr__(self, "bands", bands)
             object.__setattr__(self, "rows", rows)
         if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands x rows ({self.bands} x {self.rows}) exceeds num_perm {self.num_perm}")
-
-    @classmethod
-    def from_config(cls, dedup: dict) -> DedupParams:
-        return cls(
-            threshold=float(dedup.get("threshold", 0.87)),
-            num_perm=int(dedup.get("num_perm", 128)),
-            shingle_words=int(dedup.get("shingle_words", 5)),
-            seed=int(dedup.get("seed", 1)),
-        )
+            raise PythiaReproError(f"bands x rows ({self.bands} x {self.rows}) exceeds num_perm {self.num_perm}")
 
     @property
     def min_matches(self) -> int:

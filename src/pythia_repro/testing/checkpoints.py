@@ -1,13 +1,14 @@
 """Real DeepSpeed checkpoints of tiny suite models, made the way the trainer makes them.
 
-Used by the export/upload/evaluate tests and benchmarks: a tiny suite config (own size
+A testing helper (tests/export, tests/evaluate, bench/bench_eval.py), not used by the pipeline:
+a tiny suite config (own size
 `pico`), a small byte-level BPE with Pythia's special tokens, and for each requested
 (model, step, zero stage) a DeepSpeed engine on CPU (gloo, one process) that takes one
 AdamW step, `save_checkpoint(save_dir, tag=f"step{N}")`, then the manifest written last.
 The trainer-side logits on a fixed input are stored beside it for equality checks.
 
 Run as a script in a subprocess (DeepSpeed initialises torch.distributed globally):
-    python ckpt_factory.py SUITE.yaml JOBS.json
+    python -m pythia_repro.testing.checkpoints SUITE.yaml JOBS.json
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
+from pythia_repro.layout import CHECKPOINT_MANIFEST, Layout, checkpoint_tag
+
 PROBE_IDS = [[5, 17, 42, 99, 7, 250, 3, 64, 128, 11, 0, 33], [200, 8, 8, 9, 150, 77, 1, 2, 90, 101, 44, 12]]
 
 # (model, step, ZeRO stage) made for the export/upload tests: gpt-neox at every stage, llama, and
@@ -121,19 +123,19 @@ def make_suite(root: Path, **overrides) -> Path:
     path = root / "tiny.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
-    suite = load_suite(path)
-    write_tokenizer(suite.tokenizer_path)
-    write_heldout(suite.data_dir() / "corpus" / "heldout.jsonl")
+    layout = Layout(load_suite(path).root)
+    write_tokenizer(layout.tokenizer)
+    write_heldout(layout.heldout_file)
     return path
 
 
 def make_checkpoints(config_path: Path, jobs: list[dict], timeout: int = 300) -> None:
-    """Run this file in a subprocess: jobs = [{"model", "step", "zero_stage"}]."""
+    """Run this module in a subprocess: jobs = [{"model", "step", "zero_stage"}]."""
     jobs_path = Path(config_path).with_suffix(".jobs.json")
     jobs_path.write_text(json.dumps(jobs))
     env = dict(os.environ, DS_ACCELERATOR="cpu", TOKENIZERS_PARALLELISM="false")
     subprocess.run(
-        [sys.executable, str(HERE / "ckpt_factory.py"), str(config_path), str(jobs_path)],
+        [sys.executable, "-m", __name__, str(config_path), str(jobs_path)],
         check=True, env=env, timeout=timeout,
     )
 
@@ -144,13 +146,13 @@ def reference_logits_path(model_dir: Path, step: int, stage: int) -> Path:
 
 def _save_one(suite, engine_factory, model_name: str, step: int, stage: int) -> None:
     import torch
+    from tokenizers import Tokenizer
 
     from pythia_repro.models.build import build_model
 
+    layout = Layout(suite.root)
     spec = suite.model(model_name)
-    from tokenizers import Tokenizer
-
-    vocab = suite.vocab_size(spec.size, Tokenizer.from_file(str(suite.tokenizer_path)).get_vocab_size())
+    vocab = spec.shape.padded_vocab(Tokenizer.from_file(str(layout.tokenizer)).get_vocab_size())
     model = build_model(spec.arch, spec.shape, vocab, suite.seq_length, seed=spec.seed + step)
     engine = engine_factory(model, stage)
     ids = torch.tensor(PROBE_IDS)
@@ -158,21 +160,21 @@ def _save_one(suite, engine_factory, model_name: str, step: int, stage: int) -> 
         loss = engine(input_ids=ids, labels=ids).loss
         engine.backward(loss)
         engine.step()
-    save_dir = suite.model_dir(model_name) / "checkpoints"
-    engine.save_checkpoint(str(save_dir), tag=f"step{step}")
+    save_dir = layout.checkpoints_dir(model_name)
+    engine.save_checkpoint(str(save_dir), tag=checkpoint_tag(step))
     engine.eval()
     with torch.no_grad():
         logits = engine(input_ids=ids).logits.float()
-    torch.save(logits, reference_logits_path(suite.model_dir(model_name), step, stage))
+    torch.save(logits, reference_logits_path(layout.model_dir(model_name), step, stage))
     hf = engine.module.config.to_dict()
     manifest = {
-        "step": step, "model": model_name, "arch": spec.arch, "size": spec.size, "shape": spec.shape,
+        "step": step, "model": model_name, "arch": spec.arch, "size": spec.size, "shape": spec.shape.as_dict(),
         "vocab_size": vocab, "seq_length": suite.seq_length, "hf_config": hf,
-        "tokenizer": str(suite.tokenizer_path), "zero_stage": stage,
+        "tokenizer": str(layout.tokenizer), "zero_stage": stage,
         "samples_consumed": step * suite.global_batch_size, "complete": True,
     }
-    (save_dir / f"step{step}" / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    marker = suite.model_dir(model_name) / "segments" / f"end{suite.segment_for_step(model_name, step)}.json"
+    (layout.checkpoint(model_name, step) / CHECKPOINT_MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    marker = layout.segment_marker(model_name, suite.segment_for_step(model_name, step))
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"step": step}))
 
