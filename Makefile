@@ -8,7 +8,7 @@ CORES   ?= 2
 # Rules call `pythia-repro`; put the venv's CLI on PATH for Snakemake and its jobs.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup run test test-fast slurm lint bench clean
+.PHONY: setup run report test test-fast system-packages slurm lint bench clean
 
 setup: .venv/.installed
 
@@ -22,17 +22,30 @@ setup: .venv/.installed
 
 run: setup
 	.venv/bin/snakemake --profile profiles/local --configfile $(CONFIG) --cores $(CORES)
+	$(MAKE) report
 
-test: setup slurm
+# One self-contained HTML page of every figure and table, grouped by the paper's sections.
+REPORT = $(shell $(PY) -c "from pythia_repro.config import load_suite; print(load_suite('$(CONFIG)').layout.report_html)")
+report: setup
+	.venv/bin/snakemake --configfile $(CONFIG) --report $(REPORT)
+
+test: setup system-packages
 	$(PY) -m pytest -q tests
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not slurm" tests
 
-# The SLURM tests' local cluster needs slurm-wlm and munge: installed here as root with apt-get
-# (a no-op once installed); elsewhere the SLURM tests fail with the install hint.
-slurm:
-	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then bash tests/slurm/install_slurm.sh; fi
+# System packages of the tests, installed here as root with apt-get (a no-op once installed): the
+# SLURM tests' local cluster needs slurm-wlm and munge, the report test headless Chromium.
+# Elsewhere the SLURM tests fail with the install hint and the browser test is skipped.
+system-packages:
+	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		bash tests/slurm/install_slurm.sh; \
+		command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
+	fi
+
+slurm: system-packages
 
 lint: setup
 	.venv/bin/ruff check src tests bench

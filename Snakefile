@@ -14,6 +14,9 @@ if not config:
     configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 SUITE = load_suite(dict(config))  # schema validation; a bad key stops the DAG build here
 
 
@@ -39,6 +42,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

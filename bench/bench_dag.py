@@ -50,6 +50,18 @@ def placeholder_config(config: Path, tmp: Path) -> Path:
         path = inputs / "tokenizer.json"
         path.touch()
         cfg["tokenizer"]["path"] = str(path)
+    for variant, order in (cfg.get("data", {}).get("orders") or {}).items():
+        # Published suites: the pre-shuffled (or GPT-NeoX) token files the models saw.
+        prefix = inputs / f"{variant}_order"
+        for suffix in (".bin", ".idx"):
+            Path(f"{prefix}{suffix}").touch()
+        order[next(iter(order))] = str(prefix)
+    for section in ("gender_bias",):
+        bias = cfg.get("analysis", {}).get(section, {})
+        if bias.get("winobias_dir"):
+            bias["winobias_dir"] = str(inputs / "winobias")
+        if bias.get("crows_pairs_file"):
+            bias["crows_pairs_file"] = str(inputs / "crows_pairs_anonymized.csv")
     cfg["results_dir"] = str(tmp / "results")
     out = tmp / config.name
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))

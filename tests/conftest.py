@@ -182,3 +182,20 @@ def slurm_cluster(tmp_path_factory):
 def slurm_profile() -> Path:
     """Snakemake profile directory for the local test cluster (tests/slurm/profile)."""
     return SLURM_TESTS / "profile"
+
+
+# ----- a tiny trained-suite fixture (training, hardening and analysis tests) ----------------------
+@pytest.fixture(scope="session")
+def tiny_suite():
+    """build_tiny_suite(root, **training_overrides) -> config path (pythia_repro.testing.tiny)."""
+    from pythia_repro.testing.tiny import build_tiny_suite
+
+    return build_tiny_suite
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """cli(*args, env=None, check=True, signal_at=None) -> CompletedProcess of `pythia-repro ARGS`."""
+    from pythia_repro.testing.tiny import cli
+
+    return cli

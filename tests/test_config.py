@@ -72,13 +72,20 @@ def test_pythia_schedule() -> None:
     assert steps[11:14] == [1000, 2000, 3000] and steps[-1] == 143000
     assert suite.num_samples == 147_164_160  # ceil(143000 * 1024 * 1.005)
     names = [m.name for m in suite.models]
-    assert "pythia-70m" in names and "pythia-12b-deduped" in names and len(names) == 17
+    # 16 models and the paper's 5 interventions (70m, 410m, 1.4b twice, 6.9b).
+    assert "pythia-70m" in names and "pythia-12b-deduped" in names and len(names) == 21
     assert suite.model("pythia-12b").shape.init == "normal"
     assert suite.segment_ends("pythia-70m")[:2] == [5000, 10000] and suite.segment_ends("pythia-70m")[-1] == 143000
 
 
 def test_intervention_branches_at_a_checkpoint_before_the_end() -> None:
-    suite = load_suite(REPO / "config" / "pythia.yaml")
+    cfg = yaml.safe_load((REPO / "config" / "pythia.yaml").read_text())
+    # The shipped config branches at Pythia's own steps (fractions 10k/143k and 30k/143k).
+    shipped = load_suite(copy.deepcopy(cfg))
+    assert shipped.model("pythia-70m-deduped-genderswap").branch_step == 133000
+    assert shipped.model("pythia-1.4b-deduped-genderswap21").branch_step == 113000
+    cfg["interventions"][0]["branch_fraction"] = 0.07
+    suite = load_suite(cfg)
     iv = suite.model("pythia-70m-deduped-genderswap")
     # 7% before the end of 143000 steps is step 132990; the checkpoint at or before it is 132000.
     assert (iv.base, iv.branch_step, iv.data) == ("pythia-70m-deduped", 132000, "deduped")

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "export.commands",
     "evaluate.commands",
     "analysis.commands",
+    "figures.commands",
 )
 
 

@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from pythia_repro.data.dedup.minhash import DedupParams
-from pythia_repro.data.order import gpt_neox_num_samples
+from pythia_repro.data.order import gpt_neox_num_samples, index_map_paths
 from pythia_repro.data.synthetic import SyntheticSpec
 from pythia_repro.errors import PythiaReproError
 from pythia_repro.layout import Layout
@@ -112,6 +112,14 @@ class TokenizerSection:
 class DataSection:
     variants: tuple[str, ...]
     seq_length: int
+    orders: dict = field(default_factory=dict)  # published suites: {variant: {"preshuffled"|"prefix": PATH}}
+
+
+@dataclass(frozen=True)
+class FetchSection:
+    cleanup: bool
+    max_retries: int
+    cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,10 +270,17 @@ class ModelSpec:
     base: str | None = None  # interventions: the model this one branches from
     branch_step: int | None = None
     substitution: str | None = None
+    source: str = "train"  # train | hub | local (published checkpoints, fetched instead of trained)
+    repo: str | None = None
+    local_path: str | None = None
 
     @property
     def is_intervention(self) -> bool:
         return self.base is not None
+
+    @property
+    def published(self) -> bool:
+        return self.source != "train"
 
 
 @dataclass
@@ -286,6 +301,7 @@ class Suite:
         training = dict(cfg["training"], checkpoints=_section(CheckpointSchedule, cfg["training"]["checkpoints"]))
         self.training: TrainingSection = _section(TrainingSection, training)
         self.export: ExportSection = _section(ExportSection, cfg["export"])
+        self.fetch: FetchSection = _section(FetchSection, cfg["fetch"])
         self.upload: UploadSection = _section(UploadSection, cfg["upload"])
         self.evaluate: EvaluateSection = _section(EvaluateSection, cfg["evaluate"])
         self.memorization: MemorizationSection = _section(MemorizationSection, cfg["analysis"]["memorization"])
@@ -295,6 +311,7 @@ class Suite:
         self._check_sources()
         self._models = {m.name: m for m in self._build_models()}
         self._check_analysis_steps()
+        self._check_published()
 
     def _check_analysis_steps(self) -> None:
         for key, steps in (("memorization", self.memorization.steps), ("term_frequency", self.term_frequency.steps)):
@@ -309,6 +326,57 @@ class Suite:
             raise ConfigError(f"{self.source}: corpus.files: required when corpus.source is files")
         if self.tokenizer.source == "file" and not self.tokenizer.path:
             raise ConfigError(f"{self.source}: tokenizer.path: required when tokenizer.source is file")
+
+    def _check_published(self) -> None:
+        """Published models name where their revisions are, and the data orders they saw exist."""
+        for spec in self.models:
+            if spec.source == "hub" and not spec.repo:
+                raise ConfigError(f"{self.source}: models: {spec.name} has source hub but no repo")
+            if spec.source == "local" and not spec.local_path:
+                raise ConfigError(f"{self.source}: models: {spec.name} has source local but no path")
+            if spec.published and spec.data not in self.data.orders and self.needs_order(spec):
+                raise ConfigError(f"{self.source}: data.orders.{spec.data}: required: {spec.name} is published and "
+                                  "its training order is analysed (preshuffled: PREFIX or prefix: PREFIX)")
+        trained = [m.name for m in self.models if not m.published]
+        if trained and self.corpus.source == "none":
+            raise ConfigError(f"{self.source}: corpus.source is none, but {trained} are to be trained")
+
+    def needs_order(self, spec: ModelSpec) -> bool:
+        """Whether a case study reads the training order this model saw."""
+        return bool(self.memorization_steps(spec.name) or self.term_frequency_steps(spec.name))
+
+    # ----- published suites ------------------------------------------------------------------
+    @property
+    def trained_models(self) -> list[ModelSpec]:
+        return [m for m in self.models if not m.published]
+
+    @property
+    def published_models(self) -> list[ModelSpec]:
+        return [m for m in self.models if m.published]
+
+    def order_files(self, variant: str, seed: int) -> list[Path]:
+        """What a data order is read from: our token files and index maps, or, for a published
+        suite, the configured pre-shuffled file (or token files with their index maps)."""
+        given = self.data.orders.get(variant)
+        if given is None:
+            return self.index_maps(variant, seed) + self.layout.token_files(self.layout.data_prefix(variant))
+        if "preshuffled" in given:
+            return self.layout.token_files(Path(given["preshuffled"]))
+        prefix = Path(given["prefix"])
+        maps = index_map_paths(prefix, self.num_samples, self.seq_length, seed)
+        return list(maps.values()) + self.layout.token_files(prefix)
+
+    @property
+    def tokenizer_file(self) -> Path:
+        """The tokenizer.json the case studies decode with: the data stage's, or, for a suite
+        that trains nothing, the configured file."""
+        if not self.trained_models and self.tokenizer.source == "file":
+            return Path(self.tokenizer.path)
+        return self.layout.tokenizer
+
+    @property
+    def hub_cache(self) -> Path:
+        return Path(self.fetch.cache_dir) if self.fetch.cache_dir else self.layout.default_hub_cache
 
     # ----- identity ------------------------------------------------------------------------
     @property
@@ -439,7 +507,8 @@ class Suite:
                     name = f"{prefix}-{entry['size']}{arch_tag}" + ("-deduped" if variant == "deduped" else "")
                     if seed != self.seed:
                         name += f"-seed{seed}"
-                    specs.append(ModelSpec(name, entry["size"], arch, variant, seed, shape))
+                    specs.append(ModelSpec(name, entry["size"], arch, variant, seed, shape, source=entry["source"],
+                                           repo=entry.get("repo"), local_path=entry.get("path")))
         names = [s.name for s in specs]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -458,7 +527,8 @@ class Suite:
                 raise ConfigError(f"{self.source}: interventions[{iv['name']}]: branch step is the last step")
             specs.append(
                 dataclasses.replace(base, name=f"{base.name}-{iv['name']}", base=base.name, branch_step=branch,
-                                    substitution=iv["substitution"])
+                                    substitution=iv["substitution"], source=iv["source"], repo=iv.get("repo"),
+                                    local_path=iv.get("path"))
             )
         return specs
 

@@ -162,6 +162,11 @@ class Layout:
     def default_mirror(self) -> Path:
         return self.root / "hub-mirror"
 
+    @property
+    def default_hub_cache(self) -> Path:
+        """Where published suites' revisions are fetched to (a Hugging Face cache)."""
+        return self.root / "hub-cache"
+
     # ----- evaluation --------------------------------------------------------------------
     @property
     def eval_dir(self) -> Path:
@@ -242,3 +247,18 @@ class Layout:
     @property
     def term_frequency_report_dir(self) -> Path:
         return self.analysis_dir / "term_frequency" / "report"
+
+    # ----- paper figures and the report (figures stage) ----------------------------------
+    def paper_figure(self, name: str, ext: str) -> Path:
+        """One of the paper's figures, named after it (`evaluation_lambada_openai_0shot`, `loss`, ...)."""
+        return self.figures_dir / f"{safe_name(name)}.{ext}"
+
+    @property
+    def parity_table(self) -> Path:
+        """Ours minus Pythia's published numbers per task at the final step, in standard errors."""
+        return self.figures_dir / "pythia_parity.csv"
+
+    @property
+    def report_html(self) -> Path:
+        """The self-contained Snakemake report of every figure and table."""
+        return self.root / "report.html"

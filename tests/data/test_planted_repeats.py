@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+from pythia_repro.data.dedup import word_shingles
 from pythia_repro.data.synthetic import (
     PLANTED_MAX_JACCARD,
     PLANTED_MAX_WORDS,
@@ -17,7 +18,6 @@ from pythia_repro.data.synthetic import (
     is_planted,
     jaccard,
     planted_windows,
-    shingles,
     write_corpus,
 )
 from pythia_repro.data.tokenizer import train_bpe
@@ -106,11 +106,11 @@ def test_minhash_collapses_the_copies_to_one(corpora):
     slots = sorted(i for p in planted["positions"] for i in p)
     for i in slots:
         mh = datasketch.MinHash(num_perm=128, seed=1)
-        mh.update_batch([" ".join(s).encode() for s in shingles(texts[i])])
+        mh.update_batch([" ".join(s).encode() for s in word_shingles(texts[i], 5)])
         lsh.insert(i, mh)
     for positions in planted["positions"]:
         mh = datasketch.MinHash(num_perm=128, seed=1)
-        mh.update_batch([" ".join(s).encode() for s in shingles(texts[positions[0]])])
+        mh.update_batch([" ".join(s).encode() for s in word_shingles(texts[positions[0]], 5)])
         assert sorted(lsh.query(mh)) == positions
 
 

@@ -17,6 +17,7 @@ import zstandard
 from pythia_repro.cli import main as cli_main
 from pythia_repro.config import load_suite
 from pythia_repro.data.corpus import ReadStats, iter_documents, open_text
+from pythia_repro.data.dedup import word_shingles
 from pythia_repro.data.synthetic import (
     DOMAINS,
     NARRATIVE,
@@ -25,7 +26,6 @@ from pythia_repro.data.synthetic import (
     SyntheticSpec,
     count_numbers,
     generate,
-    shingles,
     write_corpus,
 )
 
@@ -33,12 +33,15 @@ FILES = ["train_00.jsonl.zst", "train_01.jsonl.zst", "heldout.jsonl", "manifest.
 
 
 def _spec(config: Path) -> SyntheticSpec:
-    return SyntheticSpec.from_config(load_suite(config).config)
+    return load_suite(config).corpus.synthetic
 
 
 @pytest.fixture(scope="module")
 def default_spec(repo_root) -> SyntheticSpec:
-    return _spec(repo_root / "config" / "config.yaml")
+    """The default config's corpus without its planted repeats (tests/data/test_planted_repeats.py
+    covers those): the duplicate pairs, domain shares and planted statistics checked here are the
+    corpus's own, which the planted documents would displace."""
+    return dataclasses.replace(_spec(repo_root / "config" / "config.yaml"), planted_repeats=0, planted_copies=0)
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +155,10 @@ def test_exact_duplicates_are_exact_and_the_only_ones(corpus):
 
 
 def _shingle_jaccard(a: str, b: str, k: int = 5) -> float:
-    """Jaccard similarity of two texts' sets of k-word shingles (lowercased whitespace words)."""
+    """Jaccard similarity of two texts' sets of k-word shingles of whitespace words, case kept (the
+    deduplicator's definition, written out independently here)."""
     def grams(text):
-        words = text.lower().split()
+        words = text.split()
         return {" ".join(words[i:i + k]) for i in range(max(len(words) - k + 1, 1))}
     a, b = grams(a), grams(b)
     return len(a & b) / len(a | b)
@@ -188,7 +192,7 @@ def test_minhash_finds_the_planted_pairs_and_nothing_else(corpus):
         if not doc.text:
             continue
         mh = datasketch.MinHash(num_perm=128, seed=1)
-        mh.update_batch([" ".join(s).encode() for s in shingles(doc.text)])
+        mh.update_batch([" ".join(s).encode() for s in word_shingles(doc.text, 5)])
         found.update(frozenset((i, j)) for j in lsh.query(mh))
         lsh.insert(i, mh)
     assert found <= planted

@@ -24,8 +24,9 @@ def _jobs(out: str, rule: str) -> dict[str, str]:
 def test_pythia_dag_chains_segments_and_branches_interventions(pythia_dry_run) -> None:
     out = pythia_dry_run["out"]  # config/pythia.yaml with training.ranks 32
     jobs = _jobs(out, "train_segment")
-    # 16 models x 29 segments of 5000 steps, + the intervention from step 132000: 137k, 142k, 143k.
-    assert len(jobs) == 16 * 29 + 3
+    # 16 models x 29 segments of 5000 steps, + 4 interventions from step 133000 (138k, 143k) and the
+    # 1.4b one from step 113000 (118k, 123k, ..., 143k).
+    assert len(jobs) == 16 * 29 + 4 * 2 + 6
     suite = load_suite(pythia_dry_run["config"])
     layout = Layout(suite.root)
 
@@ -40,8 +41,8 @@ def test_pythia_dag_chains_segments_and_branches_interventions(pythia_dry_run) -
     second = jobs[str(layout.segment_marker("pythia-410m", 10000))]
     assert str(layout.segment_marker("pythia-410m", 5000)) in second
 
-    branch = jobs[str(layout.segment_marker("pythia-70m-deduped-genderswap", 137000))]
-    assert str(layout.segment_marker("pythia-70m-deduped", 135000)) in branch  # holds checkpoint step132000
+    branch = jobs[str(layout.segment_marker("pythia-70m-deduped-genderswap", 138000))]
+    assert str(layout.segment_marker("pythia-70m-deduped", 135000)) in branch  # holds checkpoint step133000
     assert str(layout.data_prefix("deduped")) in branch
     figure = _jobs(out, "loss_figure")[str(layout.loss_figure)]
     assert str(layout.segment_marker("pythia-12b", 143000)) in figure

@@ -5,7 +5,7 @@
 rule term_counts:
     input:
         order=order_of_data,
-        tokenizer=path(LAYOUT.tokenizer),
+        tokenizer=path(SUITE.tokenizer_file),
     output:
         path(LAYOUT.term_counts_part("{data}", "{a}", "{b}")),
     log:
@@ -79,7 +79,7 @@ rule term_frequency_report:
         summary=path(LAYOUT.term_frequency_report_dir / "summary.json"),
         delta=path(LAYOUT.term_frequency_report_dir / "delta.csv"),
         accuracy=path(LAYOUT.term_frequency_report_dir / "accuracy.csv"),
-        figures=[report(path(f), category="Term frequency", labels={"figure": f.stem}) for f in TERM_FREQUENCY_FIGURES],
+        figures=[path(f) for f in TERM_FREQUENCY_FIGURES],
     log:
         path(LAYOUT.log("analysis", "term_frequency_report")),
     conda:
@@ -136,7 +136,7 @@ rule memorization_report:
     output:
         summary=path(LAYOUT.memorization_report_dir / "summary.json"),
         table=path(LAYOUT.memorization_report_dir / "memorization.csv"),
-        figures=[report(f, category="Memorization") for f in MEMORIZATION_REPORT[2:]],
+        figures=MEMORIZATION_REPORT[2:],
     log:
         path(LAYOUT.log("analysis", "memorization_report")),
     conda:

@@ -13,6 +13,10 @@ LAYOUT = SUITE.layout
 # config changes, so it is a parameter of the jobs rather than an input that would retrain all.
 SUITE_CONFIG = publish_resolved_config(SUITE)
 MODEL_NAMES = "|".join(re.escape(m.name) for m in SUITE.models)
+# A published model's checkpoints are fetched, a trained one's exported: the two rules that
+# write checkpoint directories split the models between them.
+TRAINED_NAMES = "|".join(re.escape(m.name) for m in SUITE.trained_models) or "(?!)"
+PUBLISHED_NAMES = "|".join(re.escape(m.name) for m in SUITE.published_models) or "(?!)"
 RANKS = SUITE.training.ranks
 THREADS_PER_RANK = resources.train_threads_per_rank(SUITE)
 
@@ -63,17 +67,21 @@ def token_files(variant):
 
 
 def data_targets():
-    targets = [path(p) for v in SUITE.variants for s in SUITE.seeds for p in SUITE.index_maps(v, s)]
-    if "deduped" in SUITE.variants:
+    """The data stage of the models this suite trains (a published suite has none)."""
+    trained = SUITE.trained_models
+    orders = sorted({(m.data, m.seed) for m in trained})
+    targets = [path(p) for v, s in orders for p in SUITE.index_maps(v, s)]
+    if any(m.data == "deduped" for m in trained):
         targets.append(path(LAYOUT.dedup_report))
     return targets
 
 
 # ----- training ---------------------------------------------------------------------------------
 def model_data(wildcards):
-    """The token files and index maps a model trains on (and the case studies read)."""
+    """The token files and index maps a model trains on (and the case studies read); for a
+    published model, the configured files of the order it saw."""
     spec = SUITE.model(wildcards.model)
-    return [path(p) for p in SUITE.index_maps(spec.data, spec.seed)] + token_files(spec.data)
+    return [path(p) for p in SUITE.order_files(spec.data, spec.seed)]
 
 
 def checkpoint_written(model, step):
@@ -95,11 +103,11 @@ def previous_segment(wildcards):
 
 
 def final_segments():
-    return [path(LAYOUT.segment_marker(m.name, SUITE.train_iters)) for m in SUITE.models]
+    return [path(LAYOUT.segment_marker(m.name, SUITE.train_iters)) for m in SUITE.trained_models]
 
 
 def train_targets():
-    return final_segments() + [path(LAYOUT.loss_figure)]
+    return final_segments() + [path(LAYOUT.loss_figure)] if SUITE.trained_models else []
 
 
 # ----- export, upload, evaluation ------------------------------------------------------------------
@@ -108,11 +116,18 @@ def segment_of_checkpoint(wildcards):
 
 
 def export_targets():
-    steps = [(m.name, s) for m in SUITE.models for s in SUITE.export_steps(m.name)]
+    """Exports and uploads of what this suite trains (a published suite's revisions are fetched
+    on demand by the jobs that read them)."""
+    steps = [(m.name, s) for m in SUITE.trained_models for s in SUITE.export_steps(m.name)]
     targets = [path(LAYOUT.export_dir(m, s)) for m, s in steps]
     if SUITE.upload.target != "none":
         targets += [path(LAYOUT.upload_receipt(m, s)) for m, s in steps]
     return targets
+
+
+def fetched_checkpoint(p):
+    """A fetched revision's directory: temporary when fetch.cleanup deletes weights after use."""
+    return temp(directory(p)) if SUITE.fetch.cleanup else directory(p)
 
 
 def benchmarks_input():
@@ -154,9 +169,9 @@ def term_count_parts(wildcards):
 
 
 def order_of_data(wildcards):
-    """Index maps and token files of a term-frequency data order (`standard`, `deduped-seed2`, ...)."""
+    """The files of a term-frequency data order (`standard`, `deduped-seed2`, ...)."""
     variant, seed = SUITE.term_count_orders[wildcards.data]
-    return [path(p) for p in SUITE.index_maps(variant, seed)] + token_files(variant)
+    return [path(p) for p in SUITE.order_files(variant, seed)]
 
 
 def arithmetic_records():
@@ -228,4 +243,50 @@ def analysis_targets():
 
 
 def all_targets():
-    return data_targets() + train_targets() + export_targets() + evaluate_targets() + analysis_targets()
+    return (
+        data_targets()
+        + train_targets()
+        + export_targets()
+        + evaluate_targets()
+        + analysis_targets()
+        + figures_targets()
+    )
+
+
+# ----- figures (the paper's figures and the report) -----------------------------------------------
+from pythia_repro.figures import paper as paper_figures
+from pythia_repro.figures.stage import section_inputs, section_outputs
+
+FIGURE_SECTIONS = paper_figures.paper_figures(SUITE)
+
+
+def figure_caption(name):
+    """The report caption (report/*.rst at the top level) of one figure or table of the paper."""
+    for prefix in ("evaluation_", "term_frequency_accuracy_"):
+        if name.startswith(prefix):
+            name = prefix.rstrip("_")
+            break
+    return f"../../report/{name}.rst"
+
+
+def figures_outputs(section):
+    """A section's figures (the PNGs marked for the report, the PDFs beside them) and tables."""
+    category = paper_figures.SECTIONS[section]
+    out = []
+    for p in section_outputs(SUITE, section):
+        name = p.stem
+        if p.suffix in (".png", ".html") or p == LAYOUT.paper_figure("loss", "pdf"):
+            sub = "Tables" if p.suffix == ".html" else name
+            labels = {"name": name}
+            out.append(report(path(p), caption=figure_caption(name), category=category, subcategory=sub, labels=labels))
+        else:
+            out.append(path(p))
+    return out
+
+
+def figures_inputs(section):
+    return [path(p) for files in section_inputs(SUITE, section).values() for p in files if section != "loss"]
+
+
+def figures_targets():
+    return [path(p) for section in FIGURE_SECTIONS for p in section_outputs(SUITE, section)]

@@ -68,10 +68,7 @@ rule aggregate_eval:
     output:
         csv=path(LAYOUT.eval_table("csv")),
         parquet=path(LAYOUT.eval_table("parquet")),
-        figures=[
-            report(f, category="Evaluation", subcategory=task, labels={"task": task, "n-shot": str(shots)})
-            for task, shots, f in EVAL_FIGURES
-        ],
+        figures=[f for _, _, f in EVAL_FIGURES],
     log:
         path(LAYOUT.log("eval", "aggregate")),
     conda:

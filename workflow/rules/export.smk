@@ -11,6 +11,8 @@ rule export:
         directory(path(LAYOUT.export_dir("{model}", "{step}"))),
     log:
         path(LAYOUT.log("export", "{model}/step{step}")),
+    wildcard_constraints:
+        model=TRAINED_NAMES,
     conda:
         "../../envs/eval.yaml"
     resources:
@@ -42,3 +44,24 @@ rule upload:
     shell:
         "pythia-repro upload --config {params.config} --model {wildcards.model} --step {wildcards.step}"
         " --input {input} --receipt {output} > {log} 2>&1"
+
+
+# Published suites: revision step{N} of a Hub repository (or a local step{N}/ folder) fetched to
+# where an export would be, one job per (model, revision); nothing is trained or exported.
+rule fetch_revision:
+    output:
+        fetched_checkpoint(path(LAYOUT.export_dir("{model}", "{step}"))),
+    log:
+        path(LAYOUT.log("fetch", "{model}/step{step}")),
+    wildcard_constraints:
+        model=PUBLISHED_NAMES,
+    conda:
+        "../../envs/eval.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    params:
+        config=SUITE_CONFIG,
+    shell:
+        "pythia-repro fetch --config {params.config} --model {wildcards.model} --step {wildcards.step}"
+        " --output {output} > {log} 2>&1"

@@ -38,7 +38,7 @@ rule loss_figure:
     input:
         final_segments(),
     output:
-        path(LAYOUT.loss_figure),
+        report(path(LAYOUT.loss_figure), caption="../../report/loss.rst", category="1 Training", subcategory="loss"),
     log:
         path(LAYOUT.log("train", "loss_figure")),
     conda:

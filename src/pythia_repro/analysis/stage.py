@@ -16,14 +16,19 @@ import pandas as pd
 
 from pythia_repro.atomic import atomic_dir, atomic_file
 from pythia_repro.config import EvaluateSection, Suite
-from pythia_repro.data.batch import TrainingOrder
+from pythia_repro.data.batch import PreshuffledOrder, TrainingOrder
 from pythia_repro.errors import PythiaReproError
 
 
-def training_order(suite: Suite, variant: str, seed: int) -> TrainingOrder:
-    """GPT-NeoX's data order of one (variant, seed), as every model trained on it saw it."""
-    return TrainingOrder(suite.layout.data_prefix(variant), suite.train_iters, suite.global_batch_size,
-                         suite.seq_length, seed, num_samples=suite.num_samples)
+def training_order(suite: Suite, variant: str, seed: int) -> TrainingOrder | PreshuffledOrder:
+    """The data order of one (variant, seed), as every model trained on it saw it: GPT-NeoX's index
+    maps over our token files, or, for a published suite, its pre-shuffled rows or token files."""
+    given = suite.data.orders.get(variant, {})
+    if "preshuffled" in given:
+        return PreshuffledOrder(given["preshuffled"], suite.global_batch_size, suite.seq_length)
+    prefix = given.get("prefix") or suite.layout.data_prefix(variant)
+    return TrainingOrder(prefix, suite.train_iters, suite.global_batch_size, suite.seq_length, seed,
+                         num_samples=suite.num_samples)
 
 
 # ----- term frequency -------------------------------------------------------------------------------
@@ -43,7 +48,7 @@ def count_part(suite: Suite, data: str, from_step: int, to_step: int, output: st
         raise PythiaReproError(f"term-counts: steps [{from_step}, {to_step}) are not within 0..{suite.train_iters}")
     variant, seed = _order_of(suite, data)
     b = suite.global_batch_size
-    counts = count_range(training_order(suite, variant, seed), suite.layout.tokenizer, from_step * b, to_step * b,
+    counts = count_range(training_order(suite, variant, seed), suite.tokenizer_file, from_step * b, to_step * b,
                          workers=workers, time_units=suite.term_frequency.time_units, label=f"term-counts {data}")
     write_part(output, counts, from_step, to_step)
     return {"data": data, "from_step": from_step, "to_step": to_step, "terms": len(counts),
@@ -138,7 +143,7 @@ def memorization_indices(suite: Suite, model: str, step: int) -> np.ndarray:
 def _model_substitution(suite: Suite, spec, vocab_size: int):
     from pythia_repro.train.substitution import Substitution, substitution_map
 
-    return Substitution(substitution_map(spec.substitution, suite.layout.tokenizer), vocab_size)
+    return Substitution(substitution_map(spec.substitution, suite.tokenizer_file), vocab_size)
 
 
 def score_memorization(suite: Suite, model: str, step: int, slice_spec: str | None, output: str | Path,

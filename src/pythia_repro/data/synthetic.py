@@ -13,7 +13,10 @@ templates and vocabulary, plus what the analyses measure, recorded in `manifest.
 - narrative documents (LAMBADA-style) whose last word is fixed by their context: an object or
   name met earlier, or the end of an idiom. The held-out file is made of these only (of at
   most HELDOUT_MAX_WORDS words, so a small model's context holds the cue);
-- a few empty documents, which every stage must count and survive.
+- a few empty documents, which every stage must count and survive;
+- optionally (`planted_repeats` x `planted_copies`, off by default) boilerplate documents
+  (licence headers, disclaimers) repeated verbatim at seeded positions: the memorization study's
+  ground truth, recorded with every copy's position. Deduplication keeps one copy of each.
 
 Same spec -> byte-identical files: one `random.Random(seed)`, no set or hash ordering.
 """
@@ -29,9 +32,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import zstandard
 
 from pythia_repro.atomic import atomic_file, write_json
+from pythia_repro.data.dedup.minhash import jaccard as shingle_jaccard
+from pythia_repro.data.dedup.minhash import word_shingles
+from pythia_repro.errors import PythiaReproError
 
 # Pile set name -> share of the train documents.
 DOMAINS = {
@@ -263,6 +270,85 @@ _SLOT = re.compile(r"\{([A-Za-z][A-Za-z0-9_]*)\}")
 _NUMBER = re.compile(r"\d+")
 _DIGIT = re.compile(r"\d")
 
+# Planted repeats: web boilerplate that real corpora repeat verbatim thousands of times. Each
+# repeat picks a kind, fills its organisation/years/places and takes a seeded selection and order
+# of that kind's sentences, so two repeats share few 5-word shingles and dedup keeps them apart.
+PLANTED_DOMAIN = "Pile-CC"
+# ~90 tokens: a tiny model reproduces it verbatim, and a 129-token sample whose first 64 tokens
+# lie inside a copy starts in its first ~26 tokens, about one copy in five (150-250 words were
+# never memorized by the default models: too much to fit with the copies the corpus can take).
+PLANTED_MIN_WORDS, PLANTED_MAX_WORDS = 70, 100
+# Calibrated for the embedded default suite (2 x 2000 documents, 256 steps x 16 x 129 tokens, about
+# one epoch; corpus.synthetic.planted_repeats / planted_copies): 2 repeats x 300 copies, ~9% of the
+# training tokens, 140 of 4096 trained samples planted: the standard `micro` model memorizes all
+# of them; the deduplicated variant keeps one copy of each, which yields 0-2 planted samples (none
+# memorized), so compare counts, not rates, across variants. Copies are the lever: 2 x 200 copies of ~120
+# tokens gave 43%, with fillers drawn per sentence 6%, and 3 x 100 copies of ~250 tokens 1%.
+# `nano` memorizes none at any of these (it barely fits the corpus in 256 steps: loss ~2.6).
+# Samples whose prompt starts before a copy and whose continuation lies inside it are memorized
+# too (~3% of the others here) and count as "other" under is_planted's first-64-tokens rule.
+RECOMMENDED_PLANTED_REPEATS, RECOMMENDED_PLANTED_COPIES = 2, 300
+PLANTED_MAX_JACCARD = 0.3  # between two distinct repeats (dedup's threshold is 0.87)
+_PLANTED_ORGS = ("Northwind Labs", "Bluefield Systems", "Harbor Point Media", "Cobalt Ridge Software",
+                 "Summit Valley Press", "Redwood Analytics", "Ironbridge Health", "Lumen Street Studios",
+                 "Oakmont Data Works", "Silverline Networks", "Granite Peak Publishing", "Maple Grove Foundation")
+_PLANTED_KINDS = {
+    "licence": [
+        "Copyright (c) {year} {org}. All rights reserved.",
+        "Permission is hereby granted, free of charge, to any person obtaining a copy of this software "
+        "and associated documentation files, to deal in the software without restriction.",
+        "The above copyright notice and this permission notice shall be included in all copies or "
+        "substantial portions of the software.",
+        "The software is provided as is, without warranty of any kind, express or implied.",
+        "In no event shall {org} or its contributors be liable for any claim, damages or other liability.",
+        "Redistribution and use in source and binary forms, with or without modification, are permitted "
+        "provided that the conditions of section {n} are met.",
+        "Neither the name of {org} nor the names of its contributors may be used to endorse or promote "
+        "products derived from this software without specific prior written permission.",
+        "This file is part of the {product} project maintained by {org} in {city}, {state}.",
+        "You may obtain a copy of the license version {version} at the project website.",
+        "Unless required by applicable law or agreed to in writing, software distributed under this "
+        "license is distributed on an as is basis.",
+        "See the license for the specific language governing permissions and limitations under it.",
+        "Contributions submitted to {org} after {month} {year} are covered by the same terms.",
+    ],
+    "disclaimer": [
+        "The information on this website is provided by {org} for general informational purposes only.",
+        "While we endeavour to keep the information up to date and correct, we make no representations "
+        "or warranties of any kind about its completeness or accuracy.",
+        "Any reliance you place on such information is therefore strictly at your own risk.",
+        "In no event will {org} be liable for any loss or damage arising from the use of this website.",
+        "Through this website you are able to link to other websites which are not under the control "
+        "of {org} in {city}.",
+        "The inclusion of any links does not necessarily imply a recommendation or endorse the views "
+        "expressed within them.",
+        "Every effort is made to keep the website up and running smoothly since {year}.",
+        "We take no responsibility for the website being temporarily unavailable due to technical "
+        "issues beyond our control.",
+        "Nothing on this site constitutes {topic} advice and no content should be read as such.",
+        "This notice was last updated on {month} {day}, {year} by the legal team of {org}.",
+        "Questions about this disclaimer can be sent to our office in {city}, {state}.",
+        "By continuing to use this website you accept the terms described in section {n}.",
+    ],
+    "privacy": [
+        "This privacy policy explains how {org} collects, uses and protects your personal data.",
+        "We use cookies to improve your experience and to analyse traffic on our {topic} pages.",
+        "You can choose to disable cookies in your browser settings at any time.",
+        "We do not sell, distribute or lease your personal information to third parties unless we have "
+        "your permission or are required by law to do so.",
+        "Your data is stored on secure servers located in {country} for up to {n} months.",
+        "You may request details of personal information which we hold about you under the data "
+        "protection act of {year}.",
+        "If you believe that any information we are holding on you is incorrect or incomplete, please "
+        "write to {org} as soon as possible.",
+        "We may change this policy from time to time by updating this page.",
+        "This policy is effective from {month} {day}, {year}.",
+        "Our website may contain links to other websites of interest such as the {product} store.",
+        "We will promptly correct any information found to be incorrect.",
+        "For any questions please contact the data protection officer of {org} in {city}.",
+    ],
+}
+
 
 @dataclass(frozen=True)
 class SyntheticSpec:
@@ -274,10 +360,8 @@ class SyntheticSpec:
     exact_duplicate_rate: float
     near_duplicate_rate: float
     seed: int
-
-    @classmethod
-    def from_config(cls, config: dict) -> SyntheticSpec:
-        return cls(**config["corpus"]["synthetic"])  # the schema fills every default
+    planted_repeats: int = 0  # distinct boilerplate documents repeated verbatim (0: feature off)
+    planted_copies: int = 0  # identical copies of each, at seeded positions of the train order
 
     @property
     def train_docs(self) -> int:
@@ -292,15 +376,11 @@ class _Doc:
     ending: str | None = None  # narrative documents: kind of last word
 
 
-def shingles(text: str, k: int = SHINGLE_WORDS) -> set[tuple[str, ...]]:
-    """k-word shingles of lowercased whitespace words (the whole text if it is shorter)."""
-    words = text.lower().split()
-    return {tuple(words[i : i + k]) for i in range(max(len(words) - k + 1, 1))}
-
-
 def jaccard(a: str, b: str) -> float:
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
+    """Jaccard similarity of two texts' word 5-shingles, exactly as the deduplicator defines it
+    (pythia_repro.data.dedup: case kept, documents without words never similar), so the manifest's
+    recorded Jaccard is the pipeline's."""
+    return shingle_jaccard(word_shingles(a, SHINGLE_WORDS), word_shingles(b, SHINGLE_WORDS))
 
 
 def count_numbers(text: str) -> Counter:
@@ -491,7 +571,7 @@ def generate(spec: SyntheticSpec) -> SyntheticCorpus:
     n_near = round(n * spec.near_duplicate_rate)
     n_empty = max(1, n // EMPTY_DOC_EVERY)
     if n_exact + n_near + n_empty > n // 2:
-        raise ValueError(
+        raise PythiaReproError(
             f"corpus.synthetic: {n_exact} exact + {n_near} near duplicates + {n_empty} empty documents "
             f"leave too few originals among {n} documents; lower the duplicate rates"
         )
@@ -523,7 +603,7 @@ def generate(spec: SyntheticSpec) -> SyntheticCorpus:
                 break
             no_near_copy.add(src)
         else:
-            raise ValueError(
+            raise PythiaReproError(
                 f"corpus.synthetic: too few documents of {NEAR_DUP_MIN_WORDS}+ words to copy; "
                 "lower near_duplicate_rate"
             )
@@ -533,6 +613,8 @@ def generate(spec: SyntheticSpec) -> SyntheticCorpus:
             near_pairs.append([src, slot, round(jaccard(source.text, text), 4)])
         else:
             exact_pairs.append([src, slot])
+
+    planted = _plant_repeats(spec, docs, taken | {p[0] for p in exact_pairs + near_pairs})
 
     train_texts = {d.text for d in docs}
     heldout: list[_Doc] = []
@@ -544,10 +626,113 @@ def generate(spec: SyntheticSpec) -> SyntheticCorpus:
 
     shards = [docs[s * spec.docs_per_shard : (s + 1) * spec.docs_per_shard] for s in range(spec.num_shards)]
     return SyntheticCorpus(shards, heldout, _manifest(spec, g, docs, heldout, exact_pairs, near_pairs,
-                                                     empty_slots))
+                                                     empty_slots, planted))
 
 
-def _manifest(spec, g, docs, heldout, exact_pairs, near_pairs, empty_slots) -> dict:
+def planted_text(rng: random.Random, kind: str | None = None) -> str:
+    """One boilerplate document of PLANTED_MIN_WORDS..PLANTED_MAX_WORDS words of `kind` (None: seeded)."""
+    filler = _Generator.__new__(_Generator)  # fill() needs only an rng and the Zipf numbers
+    filler.rng = rng
+    filler.rank_order, filler._cum = list(range(100)), list(itertools.accumulate(1 / (r + 1) for r in range(100)))
+    if kind is None:
+        kind = rng.choice(sorted(_PLANTED_KINDS))
+    org = rng.choice(_PLANTED_ORGS)
+    target = rng.randint(PLANTED_MIN_WORDS, PLANTED_MAX_WORDS)
+    # Every slot is filled once per text, as in real boilerplate (one licence names one version, one
+    # date): a filler drawn afresh in each sentence is a random number the model must memorize on its
+    # own, and those are where tiny models fail to reproduce a 32-token continuation.
+    fixed = {"org": org, "year": rng.randint(1995, 2020), "city": rng.choice(POOLS["city"]),
+             "state": rng.choice(POOLS["state"]), "product": rng.choice(POOLS["product"]).capitalize(),
+             "n": filler.number(1, 99), "version": f"{rng.randint(1, 4)}.{rng.randint(0, 12)}",
+             "day": filler.number(1, 28), "month": rng.choice(POOLS["month"]),
+             "country": rng.choice(POOLS["country"]), "topic": rng.choice(POOLS["topic"])}
+    sentences: list[str] = []
+    while True:
+        pool = list(_PLANTED_KINDS[kind])
+        rng.shuffle(pool)
+        for template in pool:
+            s = filler.fill(template, **fixed)
+            if sum(len(x.split()) for x in sentences) + len(s.split()) > PLANTED_MAX_WORDS:
+                return " ".join(sentences)
+            sentences.append(s)
+            if sum(len(x.split()) for x in sentences) >= target:
+                return " ".join(sentences)
+
+
+def _plant_repeats(spec: SyntheticSpec, docs: list[_Doc | None], reserved: set[int]) -> dict | None:
+    """Overwrite seeded free slots with `planted_copies` verbatim copies of each of `planted_repeats`
+    boilerplate texts; returns the manifest section (None when the feature is off).
+
+    Slots of empty documents, duplicate copies and their sources are never used, so the duplicate
+    pairs keep their meaning. Its own rng: the rest of the corpus is what it is without the feature.
+    """
+    if spec.planted_repeats <= 0 or spec.planted_copies <= 0:
+        return None
+    rng = random.Random(f"planted-{spec.seed}")
+    free = [i for i in range(len(docs)) if i not in reserved]
+    total = spec.planted_repeats * spec.planted_copies
+    if total > len(free) // 2:
+        raise PythiaReproError(
+            f"corpus.synthetic: {spec.planted_repeats} planted repeats x {spec.planted_copies} copies need "
+            f"{total} slots; only {len(free)} documents are free for them, use at most half"
+        )
+    # Each repeat of its own kind while kinds last: repeats sharing a kind's sentence pool differ only in
+    # order and fillers, which a tiny model confuses at every sentence boundary, so none is memorized.
+    kinds = rng.sample(sorted(_PLANTED_KINDS), len(_PLANTED_KINDS))
+    texts: list[str] = []
+    while len(texts) < spec.planted_repeats:
+        text = planted_text(rng, kinds[len(texts)] if len(texts) < len(kinds) else None)
+        if all(jaccard(text, t) <= PLANTED_MAX_JACCARD for t in texts):
+            texts.append(text)
+    slots = rng.sample(free, total)
+    positions = [sorted(slots[r * spec.planted_copies : (r + 1) * spec.planted_copies])
+                 for r in range(spec.planted_repeats)]
+    for r, copies in enumerate(positions):
+        for i in copies:
+            docs[i] = _Doc(PLANTED_DOMAIN, texts[r], Counter())
+    return {
+        "repeats": spec.planted_repeats,
+        "copies": spec.planted_copies,
+        "domain": PLANTED_DOMAIN,
+        "texts": texts,  # repeat r's exact text
+        "positions": positions,  # positions[r]: global train indices of repeat r's copies, sorted
+        "definition": "a training sample is planted iff its first k+l tokens lie inside one tokenized text "
+                      "(pythia_repro.data.synthetic.planted_windows / is_planted)",
+    }
+
+
+def planted_windows(tokenizer, texts: list[str], width: int) -> set[bytes]:
+    """Every window of `width` consecutive token ids of each tokenized text, as int64 bytes.
+
+    Documents are tokenized one by one, so every copy of a planted text is the same id run in the
+    token stream: a sample lies inside a copy iff its first `width` ids are one of these windows.
+    `tokenizer`: a tokenizers.Tokenizer or the path of a tokenizer.json.
+    """
+    from tokenizers import Tokenizer
+
+    if not isinstance(tokenizer, Tokenizer):
+        tokenizer = Tokenizer.from_file(str(tokenizer))
+    windows: set[bytes] = set()
+    for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        ids = np.asarray(enc.ids, dtype=np.int64)
+        for a in range(len(ids) - width + 1):
+            windows.add(ids[a : a + width].tobytes())
+    return windows
+
+
+def is_planted(sequences: np.ndarray, windows: set[bytes]) -> np.ndarray:
+    """Bool per row: are the row's first `width` tokens (width of the windows) a planted window?"""
+    seqs = np.asarray(sequences, dtype=np.int64)
+    if not windows:
+        return np.zeros(len(seqs), dtype=bool)
+    width = len(next(iter(windows))) // 8
+    if seqs.ndim != 2 or seqs.shape[1] < width:
+        raise ValueError(f"sequences must be (n, >= {width}) token ids, got shape {seqs.shape}")
+    rows = np.ascontiguousarray(seqs[:, :width])
+    return np.fromiter((row.tobytes() in windows for row in rows), dtype=bool, count=len(rows))
+
+
+def _manifest(spec, g, docs, heldout, exact_pairs, near_pairs, empty_slots, planted=None) -> dict:
     stats: Counter = Counter()
     numbers: Counter = Counter()
     for d in docs:
@@ -563,9 +748,13 @@ def _manifest(spec, g, docs, heldout, exact_pairs, near_pairs, empty_slots) -> d
             "female_share": round(she / (she + he), 4) if she + he else None,
             "stereotype": "male" if p < 0.5 else "female",
         }
-    return {
+    spec_dict = asdict(spec)
+    if planted is None:  # off: the manifest stays byte-identical to the corpus before the feature
+        spec_dict.pop("planted_repeats")
+        spec_dict.pop("planted_copies")
+    manifest = {
         "generator": "pythia_repro.data.synthetic",
-        "spec": asdict(spec),
+        "spec": spec_dict,
         "train": {
             "documents": len(docs),
             "shards": [f"train_{s:02d}.jsonl.zst" for s in range(spec.num_shards)],
@@ -603,6 +792,9 @@ def _manifest(spec, g, docs, heldout, exact_pairs, near_pairs, empty_slots) -> d
             "endings": dict(sorted(Counter(d.ending for d in heldout).items())),
         },
     }
+    if planted is not None:
+        manifest["planted"] = planted
+    return manifest
 
 
 def _jsonl(docs: list[_Doc]) -> bytes:

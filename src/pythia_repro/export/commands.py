@@ -32,7 +32,27 @@ def _upload(args: argparse.Namespace) -> None:
     print(json.dumps({"target": record["target"], "repo_id": record["repo_id"], "revisions": summary}))
 
 
+def _fetch(args: argparse.Namespace) -> None:
+    from pythia_repro.config import load_suite
+    from pythia_repro.export.fetch import fetch_revision
+
+    _logging()
+    print(json.dumps(fetch_revision(load_suite(args.config), args.model, args.step, args.output)))
+
+
 def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fetch",
+        help="put a published checkpoint (Hub revision step{N}, or a local step{N}/ folder) where an export goes",
+        description="huggingface_hub.snapshot_download into the suite's fetch cache (resumable, retried; HF_TOKEN "
+        "from the environment if set), then hard links at OUTPUT, which evaluation and the case studies read.",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--step", required=True, type=int)
+    p.add_argument("--output", required=True, help="checkpoint directory (published atomically)")
+    p.set_defaults(handler=_fetch)
+
     p = subparsers.add_parser(
         "export",
         help="export a training checkpoint as a transformers model directory",

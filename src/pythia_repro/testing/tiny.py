@@ -1,9 +1,9 @@
-"""Training-test fixtures: a tiny suite with its data stage already done, and the CLI in a subprocess.
+"""Testing helper: a tiny suite with its data stage already done, and the CLI in a subprocess.
 
-`tiny_suite(root, **training)` writes, in well under a second,
-
-a word-level tokenizer whose vocabulary holds Pythia's special tokens and the gender-swap
-pronouns, random documents as a GPT-NeoX token file, and GPT-NeoX's index maps for the suite.
+`build_tiny_suite(root, **training)` writes, in well under a second, the config, a word-level
+tokenizer whose vocabulary holds Pythia's special tokens and the gender-swap pronouns, random
+documents as a GPT-NeoX token file, and GPT-NeoX's index maps for the suite; `cli(...)` runs
+`pythia-repro` in a fresh interpreter. Shared by the training, hardening and analysis tests.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from pythia_repro.config import load_suite
 from pythia_repro.data.indexed import IndexedDataset, IndexedDatasetBuilder
@@ -26,7 +25,7 @@ from pythia_repro.layout import Layout
 PRONOUNS = ["ĠHe", "ĠShe", "Ġhe", "Ġshe", "Ġhis", "Ġher", "Ġhim"]
 
 
-def tiny_config(root: Path, **training) -> dict:
+def tiny_config(root: Path, seq_length: int = 16, **training) -> dict:
     return {
         "suite": "t",
         "results_dir": str(root),
@@ -34,7 +33,7 @@ def tiny_config(root: Path, **training) -> dict:
         "seed": 1234,
         "corpus": {"source": "synthetic"},
         "tokenizer": {"source": "train"},
-        "data": {"variants": ["standard"], "seq_length": 16},
+        "data": {"variants": ["standard"], "seq_length": seq_length},
         "sizes": {"pico": {"layers": 2, "d_model": 32, "heads": 2, "ffn": 64, "lr": 1e-2, "min_lr": 1e-3}},
         "models": [{"size": "pico", "data": ["standard"]}],
         "interventions": [{"name": "genderswap", "base": "pythia-pico", "branch_fraction": 0.25,
@@ -47,9 +46,9 @@ def tiny_config(root: Path, **training) -> dict:
     }
 
 
-def build_tiny_suite(root: Path, **training) -> Path:
+def build_tiny_suite(root: Path, seq_length: int = 16, **training) -> Path:
     """Write config + tokenizer + token file + index maps under `root`; return the config path."""
-    cfg = tiny_config(root, **training)
+    cfg = tiny_config(root, seq_length, **training)
     path = root / "suite.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
@@ -57,10 +56,12 @@ def build_tiny_suite(root: Path, **training) -> Path:
     layout = Layout(suite.root)
 
     vocab = {"<|endoftext|>": 0, "<|padding|>": 1}
-    for word in PRONOUNS + [f"Ġw{i}" for i in range(100)]:
+    # Words, and numbers so the term-frequency counts of a tiny suite are not empty.
+    for word in PRONOUNS + [f"Ġw{i}" for i in range(100)] + [f"Ġ{i}" for i in range(100)]:
         vocab[word] = len(vocab)
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<|padding|>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
     layout.tokenizer.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(layout.tokenizer))
 
@@ -92,15 +93,3 @@ def cli(*args: str, env: dict | None = None, check: bool = True, timeout: float 
     if check and proc.returncode != 0:
         raise AssertionError(f"pythia-repro {' '.join(args)} exited {proc.returncode}\n{proc.stderr[-4000:]}")
     return proc
-
-
-@pytest.fixture(scope="session")
-def tiny_suite():
-    """build_tiny_suite(root, **training_overrides) -> config path."""
-    return build_tiny_suite
-
-
-@pytest.fixture(scope="session")
-def run_cli():
-    """cli(*args, env=None, check=True) -> CompletedProcess of `python -m pythia_repro.cli ARGS`."""
-    return cli
