@@ -109,6 +109,9 @@ def test_rerun_after_a_killed_slice_redoes_only_that_slice(trained):
     planned = {line.split(":", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("output:")}
     assert str(done[0]) not in planned and any(str(s) in planned for s in slices if s not in done), out[-3000:]
 
+    # A SIGKILL leaves Snakemake's lock behind: releasing it is the one step the user adds.
+    unlock = _snakemake(config, "--unlock", target)
+    assert unlock.wait(timeout=120) == 0
     run = _snakemake(config, "--rerun-incomplete", target)
     out, _ = run.communicate(timeout=300)
     assert run.returncode == 0, out[-3000:]

@@ -189,7 +189,10 @@ def test_cli_errors_name_the_problem(corpus, tmp_path, capsys) -> None:
     assert "pythia-repro order" in capsys.readouterr().err  # maps not built yet
     assert main(["order", *_order_args(prefix, 20)]) == 0
     assert main(["batch", *_order_args(prefix, 20), "--step", "100000", "--output", str(tmp_path / "x.npy")]) == 2
-    assert "out of range" in capsys.readouterr().err
+    assert "training never reached it" in capsys.readouterr().err  # past train_iters
+    assert main(["batch", *_order_args(prefix, 20), "--step", "100000", "--allow-untrained",
+                 "--output", str(tmp_path / "x.npy")]) == 2
+    assert "out of range" in capsys.readouterr().err  # past the order itself
     assert main(["batch", "--data-prefix", str(prefix), "--global-batch-size", "4", "--step", "0",
                  "--output", str(tmp_path / "x.npy")]) == 2
     assert "--train-iters" in capsys.readouterr().err

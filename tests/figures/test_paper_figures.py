@@ -37,3 +37,30 @@ def test_switched_off_case_studies_drop_their_figures(tmp_path):
     assert {p.suffix for p in outputs} == {".png", ".pdf", ".csv", ".html"}
     # loss.png is the training stage's output; the figures stage adds only its PDF.
     assert section_outputs(suite, "loss") == [suite.layout.paper_figure("loss", "pdf")]
+
+
+def test_a_pythia_suite_gets_the_reference_overlay_and_parity(tmp_path):
+    """Our evaluation of Pythia's own models (here: Pythia's published numbers shifted by one standard
+    error, as a re-run might give) is drawn beside the reference and compared in the parity table."""
+    import pandas as pd
+
+    from pythia_repro.evaluate.reference import load_reference
+    from pythia_repro.figures.paper import evaluation_section
+
+    raw = yaml.safe_load((REPO / "config" / "pythia.yaml").read_text())
+    raw.update(results_dir=str(tmp_path), evaluate={**raw["evaluate"], "tasks": ["lambada_openai"], "num_fewshot": [0]})
+    suite = load_suite(raw)
+    ref = load_reference()
+    ours = ref[(ref.model == "pythia-160m") & (ref.task == "lambada_openai") & (ref.num_fewshot == 0)].copy()
+    ours["value"] = ours["value"] + ours["stderr"]
+    ours = ours.assign(size="160m", dataset="standard", tokens_seen=0, arch="gpt-neox", seed=1234, intervention=None,
+                       data_source="harness")
+    table = tmp_path / "results.csv"
+    ours.to_csv(table, index=False)
+    written = evaluation_section(suite, table, tmp_path / "parity.csv")
+    parity = pd.read_csv(tmp_path / "parity.csv")
+    final = parity[(parity.model == "pythia-160m") & (parity.metric == "acc")]
+    assert len(final) == 1 and int(final.step.iloc[0]) == 143000
+    # One of our standard errors above Pythia's value: z = se / sqrt(2 se^2) = 1/sqrt(2).
+    assert abs(float(final.z.iloc[0]) - 2 ** -0.5) < 1e-6
+    assert suite.layout.paper_figure("evaluation_lambada_openai_0shot", "png") in written
