@@ -28,7 +28,9 @@ def test_default_config_plans_export_upload_eval_per_checkpoint(tmp_path, repo_r
     evaluated = sum(len(suite.eval_steps(m.name)) for m in suite.models)
     exported = sum(len(set(suite.eval_steps(m.name)) | {suite.train_iters}) for m in suite.models)
     assert counts["evaluate"] == evaluated == 17  # 4 models x [0, 64, 128, 256] + the intervention's 256
-    assert counts["export"] == counts["upload"] == exported
+    # Exported too: the bias study's base at the intervention's branch (pythia-micro-deduped step 192).
+    assert counts["export"] == counts["upload"] == exported + 1 == sum(len(suite.export_steps(m.name))
+                                                                      for m in suite.models)
     assert counts["eval_tasks"] == counts["aggregate_eval"] == 1
 
 
