@@ -24,7 +24,7 @@ include: "{snakefile}"
 rule data_stage:
     input:
         data_targets(),
-        f"{{ROOT}}/{segment}",
+        str(LAYOUT.root / "{segment}"),
 """
 
 # Jobs of the tiny config (2 shards, standard + deduped, one seed): rule -> count.

@@ -56,6 +56,11 @@ def expected_outputs(suite) -> set[Path]:
         out |= {report / f for f in ("summary.json", "delta.csv", "accuracy.csv")}
         out |= {report / f"{kind}_{op}_{k}shot.png" for op in tf.ops for k in tf.shots
                 for kind in ("accuracy_vs_frequency", "delta")}
+    # The paper's figures: each section's names come from pythia_repro.figures (from the config).
+    from pythia_repro.figures.paper import paper_figures
+    from pythia_repro.figures.stage import section_outputs
+
+    out |= {p for section in paper_figures(suite) for p in section_outputs(suite, section)}
     return out
 
 

@@ -349,7 +349,8 @@ def memorization_section(suite: Suite, summary_path: str | Path, table: str | Pa
             for off, part, color in ((-0.2, "planted", "tab:red"), (0.2, "other", "tab:blue")):
                 rates = [100 * (models[n]["planted"][part]["rate"] or 0.0) for n in shown]
                 ax.bar(x + off, rates, width=0.4, color=color, label=f"{part} sequences")
-            ax.set_xticks(x, [f"{n}\n({models[n].get('data', '?')})" for n in shown], fontsize=7)
+            labels = [f"{n}\n({models[n].get('data', '?')})" for n in shown]
+            ax.set_xticks(x, labels, fontsize=7, rotation=20, ha="right")
             ax.set_xlabel("model (training data)")
             ax.set_ylabel("memorized rate (%)")
             ax.set_title(f"{suite.name}: planted repeats vs other sequences (synthetic corpus)", fontsize=10)

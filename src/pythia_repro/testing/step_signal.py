@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         return options
 
     commands._run_options = with_signal
-    distributed.WORKER = ("-m", __name__, step, name)
+    distributed.WORKER = ("-m", "pythia_repro.testing.step_signal", step, name)  # not __name__: "__main__" here
     return cli.main(rest)
 
 

@@ -57,7 +57,7 @@ def build_tiny_suite(root: Path, seq_length: int = 16, **training) -> Path:
 
     vocab = {"<|endoftext|>": 0, "<|padding|>": 1}
     # Words, and numbers so the term-frequency counts of a tiny suite are not empty.
-    for word in PRONOUNS + [f"Ġw{i}" for i in range(100)] + [f"Ġ{i}" for i in range(100)]:
+    for word in PRONOUNS + [f"Ġw{i}" for i in range(100)] + [f"Ġ{i}" for i in range(10)]:
         vocab[word] = len(vocab)
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<|padding|>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
