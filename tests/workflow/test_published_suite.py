@@ -63,7 +63,8 @@ def _write_preshuffled(suite, prefix: Path) -> None:
 
 
 def test_published_suite_equals_the_trained_one(tmp_path, tiny_suite, run_cli):
-    config = tiny_suite(tmp_path / "trained", seq_length=32)  # room for 16 generated arithmetic tokens
+    # Room for 16 generated arithmetic tokens; number words so that the term counts are not empty.
+    config = tiny_suite(tmp_path / "trained", seq_length=32, numbers=True)
     cfg = yaml.safe_load(config.read_text())
     cfg.update(interventions=[], analysis=ANALYSIS, evaluate={"steps": STEPS, "tasks": []},
                upload={"target": "mirror", "namespace": "org"})

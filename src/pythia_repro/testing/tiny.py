@@ -46,8 +46,9 @@ def tiny_config(root: Path, seq_length: int = 16, **training) -> dict:
     }
 
 
-def build_tiny_suite(root: Path, seq_length: int = 16, **training) -> Path:
-    """Write config + tokenizer + token file + index maps under `root`; return the config path."""
+def build_tiny_suite(root: Path, seq_length: int = 16, numbers: bool = False, **training) -> Path:
+    """Write config + tokenizer + token file + index maps under `root`; return the config path.
+    `numbers`: the documents also hold number words, so term-frequency counts are not empty."""
     cfg = tiny_config(root, seq_length, **training)
     path = root / "suite.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +57,7 @@ def build_tiny_suite(root: Path, seq_length: int = 16, **training) -> Path:
     layout = Layout(suite.root)
 
     vocab = {"<|endoftext|>": 0, "<|padding|>": 1}
-    # Words, and numbers so the term-frequency counts of a tiny suite are not empty.
-    for word in PRONOUNS + [f"Ġw{i}" for i in range(100)] + [f"Ġ{i}" for i in range(10)]:
+    for word in PRONOUNS + [f"Ġw{i}" for i in range(100)] + ([f"Ġ{i}" for i in range(10)] if numbers else []):
         vocab[word] = len(vocab)
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<|padding|>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
