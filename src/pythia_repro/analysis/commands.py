@@ -98,6 +98,16 @@ def _config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="suite config (YAML)")
 
 
+def _checkpoint_eval(p: argparse.ArgumentParser, tasks_verb: str) -> None:
+    """The flags of a case study's evaluation of one exported checkpoint (as `evaluate` has them)."""
+    _config(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--step", required=True, type=int)
+    p.add_argument("--input", required=True, help="exported model directory")
+    p.add_argument("--tasks-dir", required=True, help=f"directory from `{tasks_verb}`")
+    p.add_argument("--output", required=True, help="result JSON (the format of `evaluate`)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("term-counts", help="Pythia's number counts in the training samples of a step range")
     _config(p)
@@ -120,12 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_arithmetic_tasks)
 
     p = subparsers.add_parser("arithmetic-eval", help="lm_eval of the arithmetic tasks on an exported checkpoint")
-    _config(p)
-    p.add_argument("--model", required=True)
-    p.add_argument("--step", required=True, type=int)
-    p.add_argument("--input", required=True, help="exported model directory")
-    p.add_argument("--tasks-dir", required=True, help="directory from `arithmetic-tasks`")
-    p.add_argument("--output", required=True, help="result JSON (the format of `evaluate`)")
+    _checkpoint_eval(p, "arithmetic-tasks")
     p.add_argument("--samples", required=True, help="per-document records (JSON lines)")
     p.set_defaults(handler=_arithmetic_eval)
 
@@ -160,13 +165,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_bias_tasks)
 
     p = subparsers.add_parser("bias-eval", help="lm_eval of the bias tasks (and LAMBADA) on an exported checkpoint")
-    _config(p)
-    p.add_argument("--model", required=True)
-    p.add_argument("--step", required=True, type=int)
-    p.add_argument("--input", required=True, help="exported model directory")
-    p.add_argument("--tasks-dir", required=True, help="directory from `bias-tasks`")
+    _checkpoint_eval(p, "bias-tasks")
     p.add_argument("--extra-tasks-dir", action="append", help="more task folders (the suite's eval tasks)")
-    p.add_argument("--output", required=True, help="result JSON (the format of `evaluate`)")
     p.set_defaults(handler=_bias_eval)
 
     p = subparsers.add_parser("bias-report", help="bias over the end of training, the intervention's effect, figures")
