@@ -249,7 +249,7 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
     return [(int(indices[a]), int(indices[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
 
 
-def _read_order(order, indices: np.ndarray) -> np.ndarray:
+def read_samples(order, indices: np.ndarray) -> np.ndarray:
     """Samples `indices` (sorted) of `order`: contiguous runs via samples(), so a slice is one read."""
     parts = [order.samples(a, b) for a, b in _runs(indices)]
     return np.concatenate(parts) if parts else np.empty((0, order.seq_length + 1), np.int64)
@@ -278,7 +278,7 @@ def score_order(
     scores, memorized = [], []
     with Progress("memorization", total=len(idx), unit="seqs", stream=None) if progress else _Quiet() as p:
         for c in range(0, len(idx), chunk):
-            tokens = _read_order(order, idx[c : c + chunk])[:, : k + l]
+            tokens = read_samples(order, idx[c : c + chunk])[:, : k + l]
             if substitution is not None:
                 tokens = substitution(tokens)
             for b in range(0, len(tokens), batch_size):

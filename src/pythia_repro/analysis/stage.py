@@ -178,6 +178,7 @@ def score_memorization(suite: Suite, model: str, step: int, slice_spec: str | No
 
 def planted_flags(suite: Suite, model: str, indices: np.ndarray) -> np.ndarray | None:
     """For a synthetic corpus with planted repeats: whether each scored sample lies inside one."""
+    from pythia_repro.analysis.memorization import read_samples
     from pythia_repro.data.synthetic import is_planted, planted_windows
 
     if suite.corpus.source != "synthetic" or not suite.corpus.synthetic.planted_repeats:
@@ -189,10 +190,7 @@ def planted_flags(suite: Suite, model: str, indices: np.ndarray) -> np.ndarray |
     flags = np.zeros(len(indices), dtype=bool)
     for start in range(0, len(indices), 4096):
         chunk = np.asarray(indices[start : start + 4096], dtype=np.int64)
-        contiguous = chunk[-1] - chunk[0] == len(chunk) - 1  # sorted and unique: one read
-        rows = order.samples(int(chunk[0]), int(chunk[-1]) + 1) if contiguous else np.stack(
-            [order.sample(int(j)) for j in chunk])
-        rows = rows[:, : cfg.k + cfg.l]
+        rows = read_samples(order, chunk)[:, : cfg.k + cfg.l]
         flags[start : start + len(chunk)] = is_planted(rows, windows)
     return flags
 

@@ -287,7 +287,7 @@ PLANTED_MIN_WORDS, PLANTED_MAX_WORDS = 70, 100
 # `nano` memorizes none at any of these (it barely fits the corpus in 256 steps: loss ~2.6).
 # Samples whose prompt starts before a copy and whose continuation lies inside it are memorized
 # too (~3% of the others here) and count as "other" under is_planted's first-64-tokens rule.
-RECOMMENDED_PLANTED_REPEATS, RECOMMENDED_PLANTED_COPIES = 2, 300
+# config/config.yaml sets these values; the schema's default (0) leaves the feature off.
 PLANTED_MAX_JACCARD = 0.3  # between two distinct repeats (dedup's threshold is 0.87)
 _PLANTED_ORGS = ("Northwind Labs", "Bluefield Systems", "Harbor Point Media", "Cobalt Ridge Software",
                  "Summit Valley Press", "Redwood Analytics", "Ironbridge Health", "Lumen Street Studios",
