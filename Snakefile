@@ -3,6 +3,7 @@
 from snakemake.utils import min_version
 
 from pythia_repro.config import load_suite
+from pythia_repro.workflow import config_source
 
 min_version("8.0")
 
@@ -17,7 +18,8 @@ if not config:
 report: "report/workflow.rst"
 
 
-SUITE = load_suite(dict(config))  # schema validation; a bad key stops the DAG build here
+# Schema and consistency validation: a bad key stops the DAG build here, naming it and the file.
+SUITE = load_suite(dict(config), source=config_source(workflow.configfiles))
 
 
 include: "workflow/rules/common.smk"

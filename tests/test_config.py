@@ -140,3 +140,30 @@ def test_approx_parameters_tracks_the_real_count() -> None:
     d, layers = spec.shape.d_model, spec.shape.layers
     embeddings = 2 * spec.shape.padded_vocab(default.tokenizer.vocab_size) * d
     assert embeddings < default.approx_parameters(spec.name) < embeddings + 13 * d * d * layers
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("training.micro_batch_size", 3, r"training.micro_batch_size: 3 per rank x 1 ranks does not divide "
+                                         r"training.global_batch_size 16"),
+        ("training.segment_steps", 300, r"training.segment_steps: 300 is longer than training.train_iters 256"),
+        ("evaluate.steps", [0, 100], r"evaluate.steps: \[100\] are not checkpoint steps"),
+        ("analysis.memorization.steps", [256, 255], r"analysis.memorization.steps: \[255\] are not checkpoint"),
+        ("analysis.memorization.l", 120, r"analysis.memorization: k \+ l = 152 exceeds a training sample"),
+    ],
+)
+def test_late_constraints_fail_at_load_naming_key_and_file(tmp_path: Path, key, value, message) -> None:
+    """What a training or analysis job would find after the data stage is caught when the suite loads."""
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(with_change(key, value)))
+    with pytest.raises(ConfigError, match=f"^{path}: {message}"):
+        load_suite(path)
+
+
+def test_ranks_must_split_the_global_batch() -> None:
+    cfg = with_change("training.ranks", 3)
+    del cfg["training"]["micro_batch_size"]
+    with pytest.raises(ConfigError, match=r"^config: training.global_batch_size: 16 does not split evenly over "
+                                          r"training.ranks 3"):
+        load_suite(cfg)

@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pythia_repro.data.corpus import ReadPolicy
 from pythia_repro.data.dedup.minhash import DedupParams
 from pythia_repro.data.order import gpt_neox_num_samples, index_map_paths
 from pythia_repro.data.synthetic import SyntheticSpec
@@ -89,10 +90,15 @@ def _section(cls, data: dict):
 @dataclass(frozen=True)
 class CorpusSection:
     source: str  # synthetic | files
-    on_malformed: str
+    on_malformed: str  # error | skip
+    on_empty_shard: str  # warn | error
     synthetic: SyntheticSpec
     files: tuple[str, ...] = ()
     heldout_files: tuple[str, ...] = ()
+
+    @property
+    def read_policy(self) -> ReadPolicy:
+        return ReadPolicy(self.on_malformed, self.on_empty_shard)
 
 
 @dataclass(frozen=True)
@@ -309,15 +315,38 @@ class Suite:
         self.gender_bias: GenderBiasSection = _section(GenderBiasSection, cfg["analysis"]["gender_bias"])
         self.layout = Layout(Path(cfg["results_dir"]) / cfg["suite"])
         self._check_sources()
+        self._check_training()
         self._models = {m.name: m for m in self._build_models()}
-        self._check_analysis_steps()
+        self._check_steps()
         self._check_published()
 
-    def _check_analysis_steps(self) -> None:
-        for key, steps in (("memorization", self.memorization.steps), ("term_frequency", self.term_frequency.steps)):
+    def _check_training(self) -> None:
+        """What a training job would otherwise find only after the whole data stage has run."""
+        t = self.training
+        if t.micro_batch_size is None and t.global_batch_size % t.ranks:
+            raise ConfigError(f"{self.source}: training.global_batch_size: {t.global_batch_size} does not split "
+                              f"evenly over training.ranks {t.ranks}; set training.micro_batch_size or change either")
+        if t.global_batch_size % (t.micro_batch * t.ranks):
+            raise ConfigError(f"{self.source}: training.micro_batch_size: {t.micro_batch} per rank x {t.ranks} ranks "
+                              f"does not divide training.global_batch_size {t.global_batch_size}")
+        if t.segment_steps is not None and t.segment_steps > t.train_iters:
+            raise ConfigError(f"{self.source}: training.segment_steps: {t.segment_steps} is longer than "
+                              f"training.train_iters {t.train_iters}; leave it out for one segment")
+        if self.memorization.steps and self.memorization.k + self.memorization.l > self.seq_length + 1:
+            raise ConfigError(f"{self.source}: analysis.memorization: k + l = "
+                              f"{self.memorization.k + self.memorization.l} exceeds a training sample "
+                              f"(data.seq_length + 1 = {self.seq_length + 1} tokens)")
+
+    def _check_steps(self) -> None:
+        """Every configured step list names checkpoints that training writes."""
+        lists = {"analysis.memorization.steps": self.memorization.steps,
+                 "analysis.term_frequency.steps": self.term_frequency.steps}
+        if self.evaluate.steps != "all":
+            lists["evaluate.steps"] = self.evaluate.steps
+        for key, steps in lists.items():
             missing = sorted(set(steps) - set(self.checkpoint_steps))
             if missing:
-                raise ConfigError(f"{self.source}: analysis.{key}.steps: {missing} are not checkpoint steps "
+                raise ConfigError(f"{self.source}: {key}: {missing} are not checkpoint steps "
                                   f"(training.checkpoints gives {self.checkpoint_steps[:8]}...)")
 
     def _check_sources(self) -> None:
@@ -539,9 +568,6 @@ class Suite:
         own = self.model_checkpoint_steps(model)
         if steps == "all":
             return own
-        missing = sorted(set(steps) - set(self.checkpoint_steps))
-        if missing:
-            raise ConfigError(f"{self.source}: evaluate.steps: {missing} are not checkpoint steps")
         return [s for s in own if s in set(steps)]
 
     def export_steps(self, model: str) -> list[int]:
@@ -590,8 +616,11 @@ class Suite:
         return {self.data_order_name(m.data, m.seed): (m.data, m.seed) for m in self.term_frequency_models}
 
 
-def load_suite(config: str | Path | dict) -> Suite:
-    """Load (from a YAML path or an already-parsed mapping) and validate a suite config."""
+def load_suite(config: str | Path | dict, source: str = "config") -> Suite:
+    """Load (from a YAML path or an already-parsed mapping) and validate a suite config.
+
+    `source` names a mapping's origin in error messages (the Snakefile passes its config files).
+    """
     if isinstance(config, (str, Path)):
         path = Path(config)
         try:
@@ -602,5 +631,5 @@ def load_suite(config: str | Path | dict) -> Suite:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         source = str(path)
     else:
-        raw, source = config, "config"
+        raw = config
     return Suite(validate_config(raw, source), source)

@@ -9,7 +9,7 @@ import re
 import pytest
 import zstandard
 
-from pythia_repro.data.corpus import CorpusError, ReadStats, iter_documents, open_text, open_text_for_write
+from pythia_repro.data.corpus import CorpusError, ReadPolicy, ReadStats, iter_documents, open_text, open_text_for_write
 
 DOCS = [
     {"text": "First document.", "meta": {"pile_set_name": "Pile-CC"}},
@@ -117,7 +117,7 @@ def test_skip_mode_counts_and_continues(tmp_path):
         _lines(DOCS[:1]) + "{oops\n" + '{"text": 3}\n' + _lines(DOCS[1:2]) + "[1]\n" + _lines(DOCS[2:]),
     )
     stats = ReadStats()
-    docs = list(iter_documents([good, bad], on_malformed="skip", stats=stats))
+    docs = list(iter_documents([good, bad], ReadPolicy(on_malformed="skip"), stats))
     assert [d.text for d in docs] == [d["text"] for d in DOCS] * 2
     assert [d.line for d in docs if d.path == bad] == [1, 4, 6, 7]
     report = stats.as_dict()
@@ -130,15 +130,15 @@ def test_skip_mode_counts_and_continues(tmp_path):
 def test_skip_mode_keeps_a_bounded_number_of_examples(tmp_path):
     path = _write(tmp_path / "bad.jsonl", "{oops\n" * 50 + _lines(DOCS))
     stats = ReadStats()
-    assert len(list(iter_documents([path], on_malformed="skip", stats=stats))) == len(DOCS)
+    assert len(list(iter_documents([path], ReadPolicy(on_malformed="skip"), stats))) == len(DOCS)
     assert stats.malformed == 50
     assert len(stats.malformed_examples) == 5
 
 
 def test_unknown_on_malformed_mode(tmp_path):
     path = _write(tmp_path / "s.jsonl", _lines(DOCS))
-    with pytest.raises(ValueError, match="on_malformed must be 'error' or 'skip', not 'ignore'"):
-        list(iter_documents([path], on_malformed="ignore"))
+    with pytest.raises(ValueError, match=r"on_malformed must be one of \('error', 'skip'\), not 'ignore'"):
+        list(iter_documents([path], ReadPolicy(on_malformed="ignore")))
 
 
 def test_empty_documents_are_yielded_and_counted(tmp_path):
@@ -172,7 +172,7 @@ def test_truncated_zst_is_an_error_not_a_short_file(tmp_path):
         path.write_bytes(data[:cut])
         for mode in ("error", "skip"):  # skipping malformed lines must not hide a truncated file
             with pytest.raises(CorpusError, match=rf"^{re.escape(str(path))}: cannot read .*truncated"):
-                list(iter_documents([path], on_malformed=mode))
+                list(iter_documents([path], ReadPolicy(on_malformed=mode)))
 
 
 def test_truncated_gz(tmp_path):

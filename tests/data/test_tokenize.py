@@ -11,7 +11,7 @@ import pytest
 
 from pythia_repro import cli
 from pythia_repro.data import tokenize
-from pythia_repro.data.corpus import CorpusError
+from pythia_repro.data.corpus import CorpusError, ReadPolicy
 from pythia_repro.data.indexed import IndexedDataset
 from pythia_repro.data.tokenizer import load_tokenizer, train_bpe
 from pythia_repro.errors import PythiaReproError
@@ -74,7 +74,7 @@ def test_malformed_line_names_file_and_line(tmp_path, bpe_path, write_shard):
         tokenize.tokenize_files([shard], bpe_path, tmp_path / "out" / "t")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # nothing published, no temporaries
 
-    stats = tokenize.tokenize_files([shard], bpe_path, tmp_path / "out" / "t", on_malformed="skip")
+    stats = tokenize.tokenize_files([shard], bpe_path, tmp_path / "out" / "t", ReadPolicy(on_malformed="skip"))
     assert stats["malformed_skipped"] == 1 and stats["documents"] == 6
     assert read_items(tmp_path / "out" / "t") == expected_items(bpe_path, TEXTS + ["after"])
 

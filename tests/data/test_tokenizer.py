@@ -9,7 +9,7 @@ import yaml
 from tokenizers import Tokenizer
 
 from pythia_repro import cli
-from pythia_repro.data.corpus import CorpusError
+from pythia_repro.data.corpus import CorpusError, ReadPolicy
 from pythia_repro.data.tokenizer import build_tokenizer, eod_id, load_tokenizer, train_bpe
 from pythia_repro.errors import PythiaReproError
 
@@ -100,7 +100,8 @@ def test_malformed_line_during_training(tmp_path, write_shard):
     with pytest.raises(CorpusError, match=r"s\.jsonl:21"):
         build_tokenizer({"source": "train", "vocab_size": 280}, [shard], tmp_path / "t.json")
     assert not (tmp_path / "t.json").exists()
-    summary = build_tokenizer({"source": "train", "vocab_size": 280}, [shard], tmp_path / "t.json", "skip")
+    summary = build_tokenizer({"source": "train", "vocab_size": 280}, [shard], tmp_path / "t.json",
+                              ReadPolicy(on_malformed="skip"))
     assert summary["malformed_skipped"] == 1 and summary["documents"] == 20
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import zstandard
 
-from pythia_repro.data.corpus import CorpusError, ReadStats, handle_empty_shard, iter_documents
+from pythia_repro.data.corpus import CorpusError, ReadPolicy, ReadStats, iter_documents
 
 GOOD = [json.dumps({"text": "first"}).encode(), json.dumps({"text": "second é"}).encode()]
 BAD = b'{"text": "caf\xe9 latin-1"}'  # a Latin-1 byte in a UTF-8 file
@@ -39,7 +39,7 @@ def test_invalid_utf8_names_file_line_and_offset(tmp_path, suffix):
 def test_invalid_utf8_is_skipped_and_counted(tmp_path):
     path = _shard(tmp_path / "s.jsonl.zst", [GOOD[0], BAD, GOOD[1]])
     stats = ReadStats()
-    docs = list(iter_documents([path], on_malformed="skip", stats=stats))
+    docs = list(iter_documents([path], ReadPolicy(on_malformed="skip"), stats))
     assert [d.text for d in docs] == ["first", "second é"] and [d.line for d in docs] == [1, 3]
     assert stats.malformed == 1 and "s.jsonl.zst:2: invalid UTF-8" in stats.malformed_examples[0]
 
@@ -58,21 +58,49 @@ def test_empty_shards_warn_and_count(tmp_path, capsys):
     assert f"[corpus] warning: {empty}: no documents" in err and "full.jsonl" not in err
 
     with pytest.raises(CorpusError, match=rf"{empty.name}: no documents"):
-        list(iter_documents([empty], on_empty_shard="error"))
-    with pytest.raises(ValueError, match="on_empty_shard"):
-        handle_empty_shard(str(empty), 0, 0, ReadStats(), "ignore")
+        list(iter_documents([empty], ReadPolicy(on_empty_shard="error")))
+    with pytest.raises(ValueError, match="on_empty_shard must be one of"):
+        ReadPolicy(on_empty_shard="ignore")
 
 
-def test_tokenize_stats_record_empty_shards(tmp_path, capsys):
+def _word_tokenizer(path):
+    """A three-entry tokenizer.json: enough for tokenize to run."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from pythia_repro.data.tokenize import tokenize_files
 
     tok = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "<|padding|>": 1, "Ġfirst": 2}, unk_token="<|padding|>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tok.save(str(tmp_path / "tok.json"))
+    tok.save(str(path))
+    return path
+
+
+def test_tokenize_stats_record_empty_shards(tmp_path, capsys):
+    from pythia_repro.data.tokenize import tokenize_files
+
     shard = _shard(tmp_path / "blank.jsonl", [json.dumps({"text": ""}).encode()])
-    stats = tokenize_files([shard], tmp_path / "tok.json", tmp_path / "out", progress_interval=1e9)
+    stats = tokenize_files([shard], _word_tokenizer(tmp_path / "tok.json"), tmp_path / "out", progress_interval=1e9)
     assert stats["empty_shards"] == 1 and stats["documents"] == 1
     assert json.loads((tmp_path / "out.stats.json").read_text())["empty_shards"] == 1
     assert "warning" in capsys.readouterr().err
+
+
+def test_corpus_on_empty_shard_error_reaches_the_verbs(tmp_path, repo_root, capsys):
+    """`corpus.on_empty_shard: error` in the suite config: the first job to read the shard fails
+    with one line naming it (dedup reads the config; tokenize gets the rule's flag)."""
+    import yaml
+
+    from pythia_repro.cli import main
+
+    cfg = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    cfg["corpus"]["on_empty_shard"] = "error"
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    empty = _shard(tmp_path / "empty.jsonl.zst", [])
+    code = main(["dedup-signatures", "--config", str(config), "--input", str(empty), "--shard-index", "0",
+                 "--output", str(tmp_path / "sig.npz")])
+    assert code == 2 and f"{empty}: no documents" in capsys.readouterr().err
+    assert not (tmp_path / "sig.npz").exists()
+    tokenizer = _word_tokenizer(tmp_path / "tok.json")
+    code = main(["tokenize", "--input", str(empty), "--tokenizer", str(tokenizer),
+                 "--output-prefix", str(tmp_path / "t"), "--on-empty-shard", "error"])
+    assert code == 2 and f"{empty}: no documents" in capsys.readouterr().err
+    assert not list(tmp_path.glob("t.*"))

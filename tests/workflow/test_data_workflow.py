@@ -57,6 +57,19 @@ def test_default_config_dry_run(tmp_path, repo_root, snakemake, job_counts):
     assert "synth-corpus --config" in out and "dedup-clusters --config" in out
     assert "--on-malformed error" in out  # corpus.on_malformed reaches the verbs without --config
     assert suite.num_samples == 4117
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing, not even suite.yaml
+
+
+def test_an_inconsistent_config_stops_the_dag_build_naming_key_and_file(tmp_path, repo_root, snakemake):
+    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    config["training"]["micro_batch_size"] = 3  # 16 is not a multiple of 3: the trainer would find out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    run = snakemake(tmp_path, bad, "-n", "--cores", "1", results_dir=tmp_path / "results")
+    assert run.returncode != 0
+    # named as the user gave it, relative to the working directory
+    assert "bad.yaml: training.micro_batch_size: 3 per rank x 1 ranks does not divide" in run.stdout + run.stderr
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.slow  # the paper's DAG: ~20-50 s to build (once per session, shared)

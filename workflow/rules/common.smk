@@ -11,7 +11,12 @@ from pythia_repro.workflow import publish_resolved_config
 LAYOUT = SUITE.layout
 # Every CLI call reads this resolved copy (defaults filled); it is rewritten only when the
 # config changes, so it is a parameter of the jobs rather than an input that would retrain all.
-SUITE_CONFIG = publish_resolved_config(SUITE)
+# It is written when jobs are about to run, never by a dry run (which leaves results/ untouched).
+SUITE_CONFIG = str(LAYOUT.resolved_config)
+
+
+onstart:
+    publish_resolved_config(SUITE)
 MODEL_NAMES = "|".join(re.escape(m.name) for m in SUITE.models)
 # A published model's checkpoints are fetched, a trained one's exported: the two rules that
 # write checkpoint directories split the models between them.

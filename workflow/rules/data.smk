@@ -98,9 +98,11 @@ rule tokenize_shard:
     params:
         prefix=lambda wc, output: prefix_of(output),
         on_malformed=SUITE.corpus.on_malformed,
+        on_empty_shard=SUITE.corpus.on_empty_shard,
     shell:
         "pythia-repro tokenize --input {input.shard} --tokenizer {input.tokenizer}"
-        " --output-prefix {params.prefix} --workers {threads} --on-malformed {params.on_malformed} 2> {log}"
+        " --output-prefix {params.prefix} --workers {threads} --on-malformed {params.on_malformed}"
+        " --on-empty-shard {params.on_empty_shard} 2> {log}"
 
 
 rule merge_tokens:

@@ -17,6 +17,7 @@ import numpy as np
 from pythia_repro.atomic import atomic_file
 from pythia_repro.config import load_suite
 from pythia_repro.data.batch import PreshuffledOrder, TrainingOrder, locations
+from pythia_repro.data.corpus import EMPTY_SHARD_POLICIES, MALFORMED_POLICIES, ReadPolicy
 from pythia_repro.data.dedup import apply_keep, cluster_shards, shard_signatures
 from pythia_repro.data.indexed import IndexedDataset
 from pythia_repro.data.order import build_index_mappings, gpt_neox_num_samples
@@ -52,7 +53,7 @@ def _tokenizer(args: argparse.Namespace) -> None:
     from pythia_repro.data.tokenizer import build_tokenizer
 
     suite = load_suite(args.config)
-    summary = build_tokenizer(dataclasses.asdict(suite.tokenizer), args.input, args.output, suite.corpus.on_malformed)
+    summary = build_tokenizer(dataclasses.asdict(suite.tokenizer), args.input, args.output, suite.corpus.read_policy)
     print(f"tokenizer: wrote {args.output}: {json.dumps(summary)}", file=sys.stderr)
 
 
@@ -60,7 +61,8 @@ def _tokenize(args: argparse.Namespace) -> None:
     from pythia_repro.data import tokenize
 
     tokenize.set_workers(args.workers or tokenize.default_workers())
-    stats = tokenize.tokenize_files(args.input, args.tokenizer, args.output_prefix, args.on_malformed)
+    policy = ReadPolicy(args.on_malformed, args.on_empty_shard)
+    stats = tokenize.tokenize_files(args.input, args.tokenizer, args.output_prefix, policy)
     print(f"tokenize: wrote {args.output_prefix}.bin/.idx: {json.dumps(stats)}", file=sys.stderr)
 
 
@@ -83,7 +85,8 @@ def _register_tokenize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True, help="tokenizer.json")
     p.add_argument("--output-prefix", required=True, help="writes PREFIX.bin, PREFIX.idx, PREFIX.stats.json")
     p.add_argument("--workers", type=int, default=None, help="threads for BPE (default: all available cores)")
-    p.add_argument("--on-malformed", choices=["error", "skip"], default="error")
+    p.add_argument("--on-malformed", choices=MALFORMED_POLICIES, default="error")
+    p.add_argument("--on-empty-shard", choices=EMPTY_SHARD_POLICIES, default="warn")
     p.set_defaults(handler=_tokenize)
 
     p = subparsers.add_parser("merge-tokens", help="concatenate token files in order into one")
@@ -94,12 +97,12 @@ def _register_tokenize(subparsers: argparse._SubParsersAction) -> None:
 
 def _suite_params(config: str):
     suite = load_suite(config)
-    return suite.dedup, suite.corpus.on_malformed
+    return suite.dedup, suite.corpus.read_policy
 
 
 def _signatures(args: argparse.Namespace) -> None:
-    params, on_malformed = _suite_params(args.config)
-    meta = shard_signatures(args.input, args.shard_index, args.output, params, on_malformed)
+    params, policy = _suite_params(args.config)
+    meta = shard_signatures(args.input, args.shard_index, args.output, params, policy)
     stats = meta["read_stats"]
     print(f"dedup-signatures: shard {args.shard_index}: {meta['documents']:,} documents "
           f"({stats['empty']:,} empty, {stats['malformed_skipped']:,} malformed skipped), "
@@ -124,7 +127,7 @@ def _apply(args: argparse.Namespace) -> None:
 
 def _register_dedup(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dedup-signatures", help="MinHash signatures and LSH band hashes of one shard")
-    p.add_argument("--config", required=True, help="suite config (dedup.*, corpus.on_malformed)")
+    p.add_argument("--config", required=True, help="suite config (dedup.*, corpus.on_malformed, corpus.on_empty_shard)")
     p.add_argument("--input", required=True, help="corpus shard (.jsonl, .jsonl.gz, .jsonl.zst)")
     p.add_argument("--shard-index", type=int, required=True, help="position of the shard in corpus order")
     p.add_argument("--output", required=True, help="signature file (.npz)")

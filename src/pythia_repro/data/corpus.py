@@ -6,7 +6,8 @@ with its byte offset in the decompressed stream) fail with file and line number,
 skipped and counted; empty documents are yielded and counted, never a crash (tokenization
 drops them, as GPT-NeoX's preprocess_data.py does; dedup keeps them). A shard with no
 documents, or only empty ones, is a warning in the log and in the stats (`empty_shards`), or an
-error under `on_empty_shard="error"` (see `handle_empty_shard`).
+error under `on_empty_shard="error"`. Both choices are a `ReadPolicy`, from the suite's
+`corpus.on_malformed` and `corpus.on_empty_shard`.
 """
 
 from __future__ import annotations
@@ -58,17 +59,34 @@ class ReadStats:
         }
 
 
+MALFORMED_POLICIES = ("error", "skip")
 EMPTY_SHARD_POLICIES = ("warn", "error")
 
 
-def handle_empty_shard(path: str, documents: int, empty: int, stats: ReadStats, policy: str = "warn") -> None:
+@dataclass(frozen=True)
+class ReadPolicy:
+    """What a reader does with a malformed line (error | skip) and with a shard without text
+    (warn | error): the suite's `corpus.on_malformed` and `corpus.on_empty_shard`."""
+
+    on_malformed: str = "error"
+    on_empty_shard: str = "warn"
+
+    def __post_init__(self) -> None:
+        if self.on_malformed not in MALFORMED_POLICIES:
+            raise PythiaReproError(f"on_malformed must be one of {MALFORMED_POLICIES}, not {self.on_malformed!r}")
+        if self.on_empty_shard not in EMPTY_SHARD_POLICIES:
+            raise PythiaReproError(f"on_empty_shard must be one of {EMPTY_SHARD_POLICIES}, "
+                                   f"not {self.on_empty_shard!r}")
+
+
+DEFAULT_POLICY = ReadPolicy()
+
+
+def handle_empty_shard(path: str, documents: int, empty: int, stats: ReadStats, policy: ReadPolicy) -> None:
     """A shard that held no documents, or only empty ones: counted in `stats.empty_shards` and
-    warned about on stderr (the job's log) under policy "warn"; CorpusError under "error".
-    (The policy is what a `corpus.on_empty_shard` config key would pass through iter_documents.)"""
-    if policy not in EMPTY_SHARD_POLICIES:
-        raise PythiaReproError(f"on_empty_shard must be one of {EMPTY_SHARD_POLICIES}, not {policy!r}")
+    warned about on stderr (the job's log) under on_empty_shard "warn"; CorpusError under "error"."""
     why = "no documents" if documents == 0 else f"only empty documents ({empty:,})"
-    if policy == "error":
+    if policy.on_empty_shard == "error":
         raise CorpusError(f"{path}: {why}; an empty shard usually means a failed download or copy")
     stats.empty_shards.append(f"{path}: {why}")
     print(f"[corpus] warning: {path}: {why}", file=sys.stderr, flush=True)
@@ -178,14 +196,10 @@ def _parse(line: str, path: str, lineno: int) -> Document:
 
 def iter_documents(
     paths: Iterable[str | Path],
-    on_malformed: str = "error",
+    policy: ReadPolicy = DEFAULT_POLICY,
     stats: ReadStats | None = None,
-    on_empty_shard: str = "warn",
 ) -> Iterator[Document]:
-    """Yield every document of `paths` in order. `on_malformed` is "error" or "skip";
-    `on_empty_shard` ("warn" or "error") is passed to `handle_empty_shard`."""
-    if on_malformed not in ("error", "skip"):
-        raise PythiaReproError(f"on_malformed must be 'error' or 'skip', not {on_malformed!r}")
+    """Yield every document of `paths` in order, malformed lines and empty shards handled by `policy`."""
     stats = stats if stats is not None else ReadStats()
     for path in paths:
         path = str(path)
@@ -202,7 +216,7 @@ def iter_documents(
                     try:
                         doc = _parse(_decode(raw, path, lineno, start), path, lineno)
                     except CorpusError as exc:
-                        if on_malformed == "error":
+                        if policy.on_malformed == "error":
                             raise
                         stats.malformed += 1
                         if len(stats.malformed_examples) < 5:
@@ -217,4 +231,4 @@ def iter_documents(
         except (OSError, EOFError, zstandard.ZstdError) as exc:
             raise CorpusError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
         if documents == empty:
-            handle_empty_shard(path, documents, empty, stats, on_empty_shard)
+            handle_empty_shard(path, documents, empty, stats, policy)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pythia_repro.atomic import write_json
-from pythia_repro.data.corpus import ReadStats, iter_documents
+from pythia_repro.data.corpus import DEFAULT_POLICY, ReadPolicy, ReadStats, iter_documents
 from pythia_repro.data.indexed import IndexedDataset, IndexedDatasetBuilder, best_fitting_dtype
 from pythia_repro.data.tokenizer import eod_id, load_tokenizer
 from pythia_repro.errors import PythiaReproError
@@ -62,20 +62,20 @@ def tokenize_files(
     inputs: Iterable[str | Path],
     tokenizer_path: str | Path,
     output_prefix: str | Path,
-    on_malformed: str = "error",
+    policy: ReadPolicy = DEFAULT_POLICY,
     progress_interval: float = 5.0,
 ) -> dict:
     """Tokenize the documents of `inputs`, in order, into OUTPUT_PREFIX.bin/.idx; returns stats.
 
     Nothing is published unless every document was read and written (a malformed line under
-    on_malformed="error" names file:line and leaves no output).
+    on_malformed "error" names file:line and leaves no output).
     """
     tokenizer = load_tokenizer(tokenizer_path)
     eod = eod_id(tokenizer, str(tokenizer_path))
     dtype = best_fitting_dtype(tokenizer.get_vocab_size())
     output_prefix = os.fspath(output_prefix)
     read_stats = ReadStats()
-    docs = iter_documents(inputs, on_malformed=on_malformed, stats=read_stats)
+    docs = iter_documents(inputs, policy, read_stats)
     tokens = 0
 
     def write(encodings) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from pythia_repro.atomic import atomic_file, write_text
-from pythia_repro.data.corpus import ReadStats, iter_documents
+from pythia_repro.data.corpus import DEFAULT_POLICY, ReadPolicy, ReadStats, iter_documents
 from pythia_repro.errors import PythiaReproError
 
 EOD_TOKEN = "<|endoftext|>"
@@ -70,7 +70,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
 
 
 def build_tokenizer(
-    tok_config: dict, inputs: Iterable[str | Path], output: str | Path, on_malformed: str = "error"
+    tok_config: dict, inputs: Iterable[str | Path], output: str | Path, policy: ReadPolicy = DEFAULT_POLICY
 ) -> dict:
     """Produce the suite's tokenizer.json at `output` from config['tokenizer']; returns a summary."""
     source = tok_config["source"]
@@ -78,7 +78,7 @@ def build_tokenizer(
     summary: dict = {"source": source}
     if source == "train":
         stats = ReadStats()
-        docs = iter_documents(inputs, on_malformed=on_malformed, stats=stats)
+        docs = iter_documents(inputs, policy, stats)
         tokenizer = train_bpe((doc.text for doc in docs), tok_config["vocab_size"])
         write_text(output, tokenizer.to_str(pretty=True))
         summary.update(stats.as_dict())

@@ -126,7 +126,7 @@ def _write_heldout_task(suite, tmp: Path, output: Path) -> dict:
             "(a files corpus needs held-out documents for it)"
         )
     items, skipped = [], 0
-    for doc in iter_documents(sources, on_malformed=suite.corpus.on_malformed):
+    for doc in iter_documents(sources, suite.corpus.read_policy):
         item = lambada_item(doc.text)
         if item is None:
             skipped += 1

@@ -10,14 +10,14 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from pythia_repro.atomic import atomic_file
-from pythia_repro.data.corpus import ReadStats, iter_documents
+from pythia_repro.data.corpus import DEFAULT_POLICY, ReadPolicy, ReadStats, iter_documents
 from pythia_repro.data.dedup.minhash import (
     BATCH_BYTES,
     BATCH_DOCS,
@@ -210,7 +210,7 @@ def shard_signatures(
     shard_index: int,
     output: str | Path,
     params: DedupParams,
-    on_malformed: str = "error",
+    policy: ReadPolicy = DEFAULT_POLICY,
     log: IO[str] | None = None,
 ) -> dict:
     """Signatures of one shard to `output` (.npz), atomically; returns the file's metadata."""
@@ -225,7 +225,7 @@ def shard_signatures(
         spool = _Spool(Path(tmp), names)
         try:
             with Progress(f"dedup-signatures {shard_index}", unit="docs", stream=log or sys.stderr) as prog:
-                for texts, lines in _batches(iter_documents([input_path], on_malformed, stats)):
+                for texts, lines in _batches(iter_documents([input_path], policy, stats)):
                     batch = hasher.batch(texts)
                     spool.write("signatures", batch.signatures)
                     spool.write("sig_hash", batch.sig_hash)
@@ -244,7 +244,7 @@ def shard_signatures(
             "input": str(input_path),
             "documents": n,
             "read_stats": stats.as_dict(),
-            "on_malformed": on_malformed,
+            "read_policy": asdict(policy),
             "params": params.as_dict(),
             "seconds": round(time.monotonic() - start, 3),
         }
