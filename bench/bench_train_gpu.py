@@ -44,7 +44,8 @@ def worker(size: str, micro_batch: int, steps: int, warmup: int, checkpointing: 
         train_iters=143000, global_batch_size=micro_batch, micro_batch_size=micro_batch, warmup_fraction=0.01,
         weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, grad_clip=1.0, precision="bf16",
         zero_stage=1, activation_checkpointing=checkpointing, ranks=1, device="cuda",
-        checkpoints=CheckpointSchedule(log_spaced_until=512, every=1000), log_every=10)
+        checkpoints=CheckpointSchedule(log_spaced_until=512, every=1000), log_every=10, lr_schedule="neox",
+        lr_constant_steps=10000, z_loss=0.0)
     spec = ModelSpec(f"pythia-{size}", size, "gpt-neox", "standard", 1234, SIZES[size])
     built = build_engine(spec, training, SEQ, VOCAB, device, world_size=1)
     generator = torch.Generator(device=device).manual_seed(0)

@@ -106,6 +106,7 @@ class TokenizerSection:
     source: str  # train | file | hub
     hub_repo: str
     vocab_size: int
+    split_digits: bool  # source train: digits pre-tokenized one by one (LLaMA, PaLM)
     path: str | None = None
 
     @property
@@ -151,8 +152,12 @@ class TrainingSection:
     device: str  # cpu | cuda: where training jobs run (and so what they request)
     checkpoints: CheckpointSchedule
     log_every: int
+    lr_schedule: str  # neox | llama | palm (train/schedule.py)
+    lr_constant_steps: int  # palm schedule
+    z_loss: float  # PaLM's auxiliary log^2 Z coefficient; 0 = off
     micro_batch_size: int | None = None
     segment_steps: int | None = None
+    warmup_steps: int | None = None  # else warmup_fraction x train_iters
 
     @property
     def on_gpu(self) -> bool:

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from pythia_repro.models.build import build_model, count_parameters, flops_per_token, hf_config, size_info, swiglu_width
-from pythia_repro.models.sizes import SIZES, Shape
+from pythia_repro.models.build import build_model, count_parameters, flops_per_token, hf_config, size_info
+from pythia_repro.models.sizes import SIZES, Shape, swiglu_width
 
 # Published totals (Pythia README / paper): independent of our formula and code.
 PUBLISHED = {

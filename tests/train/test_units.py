@@ -73,9 +73,10 @@ def test_annealing_lr_fractional_warmup_and_no_warmup() -> None:
 
 def test_scheduler_sets_param_groups_and_round_trips_state() -> None:
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
-    training = SimpleNamespace(train_iters=143000, warmup_fraction=0.01)
+    training = SimpleNamespace(train_iters=143000, warmup_fraction=0.01, warmup_steps=None, lr_schedule="neox",
+                               lr_constant_steps=10000)
     args = schedule_for(training, Shape(1, 8, 1, 8, lr=6e-4, min_lr=6e-5))
-    assert args == {**PYTHIA_160M, "decay_style": "cosine"}
+    assert args == {**PYTHIA_160M, "decay_style": "cosine", "style": "neox", "constant_iters": 10000}
     sched = AnnealingLR(opt, **args)
     assert opt.param_groups[0]["lr"] == 0.0
     for _ in range(715):

@@ -42,23 +42,36 @@ def eod_id(tokenizer: Tokenizer, source: str = "tokenizer") -> int:
     return eod
 
 
-def new_bpe_tokenizer() -> Tokenizer:
-    """An untrained byte-level BPE laid out like GPT-NeoX-20B's tokenizer.json."""
+def new_bpe_tokenizer(split_digits: bool = False) -> Tokenizer:
+    """An untrained byte-level BPE laid out like GPT-NeoX-20B's tokenizer.json.
+
+    split_digits: every digit is its own pre-token, so no merge spans two digits and a number
+    is its digits, one token each (LLaMA and PaLM). Nothing else changes: the decoder is the same.
+
+    LLaMA's and PaLM's SentencePiece models fall back to UTF-8 byte tokens for characters outside
+    their vocabulary; a byte-level BPE needs no option for that, as every text is bytes before any
+    merge and the 256 bytes are all in the vocabulary: an unseen character becomes its UTF-8 bytes
+    and nothing is ever unknown (tests/data/test_tokenizer_recipes.py shows it).
+    """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) if split_digits
+        else byte_level
+    )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
     return tokenizer
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+def train_bpe(texts: Iterable[str], vocab_size: int, split_digits: bool = False) -> Tokenizer:
     """Train a byte-level BPE of `vocab_size` entries (specials and the 256 bytes included).
 
     Streams `texts` (word counts are all it keeps) and is deterministic: the same corpus gives
-    the same tokenizer.json.
+    the same tokenizer.json. `split_digits`: see `new_bpe_tokenizer`.
     """
-    tokenizer = new_bpe_tokenizer()
+    tokenizer = new_bpe_tokenizer(split_digits)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
@@ -79,7 +92,9 @@ def build_tokenizer(
     if source == "train":
         stats = ReadStats()
         docs = iter_documents(inputs, policy, stats)
-        tokenizer = train_bpe((doc.text for doc in docs), tok_config["vocab_size"])
+        # A mapping without the key (not from a suite's tokenizer section) is GPT-NeoX's plain BPE.
+        tokenizer = train_bpe((doc.text for doc in docs), tok_config["vocab_size"],
+                              tok_config.get("split_digits", False))
         write_text(output, tokenizer.to_str(pretty=True))
         summary.update(stats.as_dict())
     elif source in ("file", "hub"):

@@ -8,8 +8,9 @@ then `save_pretrained`, logits are identical by construction, and the attention 
 - llama:    `LlamaForCausalLM` (pre-norm RMSNorm, SwiGLU, full rotary, no biases, untied).
 - palm:     `CohereForCausalLM`, the `transformers` class with PaLM's block: one bias-free
             LayerNorm feeding attention and MLP in parallel, SwiGLU, shared input/output
-            embeddings; with one key/value head it is multi-query attention, and logit_scale=1
-            removes Cohere's only departure from PaLM.
+            embeddings; with one key/value head it is multi-query attention. Cohere's logit_scale
+            is PaLM's 1/sqrt(d) on the shared-embedding logits when the size has PaLM's init
+            (embeddings normal(1)); with GPT-NeoX's init it is 1.
 """
 
 from __future__ import annotations
@@ -23,12 +24,6 @@ from pythia_repro.errors import PythiaReproError
 from pythia_repro.models.sizes import ARCHS, NEOX_TOKENIZER_SIZE, SIZES, Shape
 
 EOD_ID = 0  # <|endoftext|> in the GPT-NeoX-20B tokenizer and in the BPEs we train
-
-
-def swiglu_width(ffn: int) -> int:
-    """SwiGLU has three matrices instead of two: keep the MLP's parameters near a 4d GELU MLP
-    (LLaMA's 2/3 rule), rounded up to a multiple of 64 for efficient kernels."""
-    return -(-(2 * ffn // 3) // 64) * 64
 
 
 def hf_config(arch: str, shape: Shape, vocab_size: int, seq_length: int) -> PretrainedConfig:
@@ -45,6 +40,9 @@ def hf_config(arch: str, shape: Shape, vocab_size: int, seq_length: int) -> Pret
         initializer_range=0.02,
     )
     if arch == "gpt-neox":
+        if shape.head_dim * heads != d:
+            raise PythiaReproError(f"gpt-neox blocks need heads x head_dim = d_model; got {heads} x "
+                                   f"{shape.head_dim} != {d} (explicit head_dim is for llama and palm)")
         return GPTNeoXConfig(
             **common,
             intermediate_size=shape.ffn,
@@ -61,7 +59,8 @@ def hf_config(arch: str, shape: Shape, vocab_size: int, seq_length: int) -> Pret
     if arch == "llama":
         return LlamaConfig(
             **common,
-            intermediate_size=swiglu_width(shape.ffn),
+            head_dim=shape.head_dim,
+            intermediate_size=shape.swiglu_ffn,
             num_key_value_heads=heads,
             hidden_act="silu",
             rms_norm_eps=1e-5,
@@ -74,14 +73,16 @@ def hf_config(arch: str, shape: Shape, vocab_size: int, seq_length: int) -> Pret
         return CohereConfig(
             **common,
             pad_token_id=None,
-            intermediate_size=swiglu_width(shape.ffn),
+            head_dim=shape.head_dim,
+            intermediate_size=shape.swiglu_ffn,
             num_key_value_heads=1,
             hidden_act="silu",
             layer_norm_eps=1e-5,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
             attention_bias=False,
             tie_word_embeddings=True,
-            logit_scale=1.0,
+            # PaLM scales the logits of its shared normal(1) embedding by 1/sqrt(d) (Section 5).
+            logit_scale=d**-0.5 if shape.init == "palm" else 1.0,
             use_qk_norm=False,
         )
     raise PythiaReproError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
@@ -92,11 +93,13 @@ _OUTPUT_LAYERS = ("attention.dense", "mlp.dense_4h_to_h", "self_attn.o_proj", "m
 
 
 def init_weights(model: torch.nn.Module, shape: Shape, seed: int) -> None:
-    """GPT-NeoX v1.0 initialisation (megatron/model/init_functions.py).
+    """GPT-NeoX v1.0 initialisation (megatron/model/init_functions.py), or PaLM's.
 
     small:  small_init std = sqrt(2 / (5 d)) for every matrix and embedding, wang_init
             std = 2 / (L sqrt(d)) for the block output projections (70m..2.8b).
     normal: normal(0.02), and scaled normal 0.02 / sqrt(2 L) for output projections (6.9b, 12b).
+    palm:   PaLM (Chowdhery et al. 2022, Section 5): kernels "fan-in variance scaling",
+            std = 1 / sqrt(d_in); the input embedding normal(1), as no norm precedes it.
     Biases zero, norm weights one.
     """
     d, layers = shape.d_model, shape.layers
@@ -104,6 +107,7 @@ def init_weights(model: torch.nn.Module, shape: Shape, seed: int) -> None:
         std, out_std = math.sqrt(2 / (5 * d)), 2 / (layers * math.sqrt(d))
     else:
         std, out_std = 0.02, 0.02 / math.sqrt(2 * layers)
+    embedding = model.get_input_embeddings().weight
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -111,7 +115,11 @@ def init_weights(model: torch.nn.Module, shape: Shape, seed: int) -> None:
                 # LayerNorm/RMSNorm weights are 1, every bias 0.
                 param.fill_(1.0 if name.endswith("weight") else 0.0)
                 continue
-            target = out_std if any(f"{layer}.weight" in name for layer in _OUTPUT_LAYERS) else std
+            if shape.init == "palm":
+                # nn.Linear weights are (out, in); an untied output embedding is a kernel too.
+                target = 1.0 if param is embedding else 1 / math.sqrt(param.shape[1])
+            else:
+                target = out_std if any(f"{layer}.weight" in name for layer in _OUTPUT_LAYERS) else std
             values = torch.empty(param.shape, dtype=torch.float32).normal_(0.0, target, generator=generator)
             param.copy_(values)
 

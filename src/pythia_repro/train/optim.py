@@ -3,6 +3,14 @@
 GPT-NeoX (`megatron/model/utils.py: get_params_for_weight_decay_optimization`) exempts every
 parameter of a LayerNorm/RMSNorm module and every `bias`; embeddings and all other matrices decay.
 Its optimizer is FusedAdam in AdamW mode, i.e. `torch.optim.AdamW`.
+
+Every suite uses it, LLaMA- and PaLM-style ones too. LLaMA trained with AdamW (0.9, 0.95), weight
+decay 0.1 and clipping 1.0: the defaults here. PaLM trained with Adafactor without factorisation
+(Chowdhery et al. 2022, Section 5), which is Adam with beta1 0.9, a step-dependent beta2
+(1 - k^-0.8), update clipping and "parameter scaling" (each update times the weight's RMS); we
+keep AdamW, which that reduces to in practice, and fold the parameter scaling into the PaLM size
+rows' peak lr (1e-2 / sqrt(d), the RMS of its fan-in-initialised kernels; models/sizes.py).
+PaLM's dynamic weight decay lr² is not reproduced: the suite's constant `weight_decay` applies.
 """
 
 from __future__ import annotations

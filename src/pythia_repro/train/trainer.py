@@ -203,20 +203,35 @@ def build_engine(spec: ModelSpec, training: TrainingSection, seq_length: int, vo
     return Engine(engine, ds_config, lr_args, flops, attention)
 
 
-def train_step(engine, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective to backpropagate, mean token cross-entropy) of `logits` (..., vocab) for `labels`.
+
+    With `z_loss` > 0 the objective adds PaLM's auxiliary loss z_loss x mean(log² Z), Z the
+    softmax normaliser (logsumexp of a token's logits): it pulls log Z towards 0, which PaLM
+    (Section 5) found keeps training stable. The cross-entropy alone is what gets logged.
+    """
+    flat = logits.float().reshape(-1, logits.size(-1))
+    cross_entropy = torch.nn.functional.cross_entropy(flat, labels.reshape(-1))
+    if not z_loss:
+        return cross_entropy, cross_entropy  # no logsumexp pass over the vocabulary when it is off
+    log_z = torch.logsumexp(flat, dim=-1)
+    return cross_entropy + z_loss * log_z.square().mean(), cross_entropy
+
+
+def train_step(engine, micro_batches: list[tuple[torch.Tensor, torch.Tensor]], z_loss: float = 0.0) -> torch.Tensor:
     """One optimizer step: forward/backward of each micro-batch, DeepSpeed's update at the last.
 
-    Each micro-batch's loss is its mean over tokens; DeepSpeed divides by the accumulation steps
-    and averages over ranks, so the gradient is that of the global batch's mean token loss.
-    Returns this rank's mean micro-batch loss (a tensor, not synchronised).
+    Each micro-batch's loss is its mean over tokens (plus the z-loss, see `lm_loss`); DeepSpeed
+    divides by the accumulation steps and averages over ranks, so the gradient is that of the
+    global batch's mean token loss. Returns this rank's mean micro-batch cross-entropy (a tensor,
+    not synchronised).
     """
     losses = []
     for inputs, labels in micro_batches:
-        logits = engine(input_ids=inputs).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1))
-        engine.backward(loss)
+        objective, cross_entropy = lm_loss(engine(input_ids=inputs).logits, labels, z_loss)
+        engine.backward(objective)
         engine.step()
-        losses.append(loss.detach())
+        losses.append(cross_entropy.detach())
     return torch.stack(losses).mean()
 
 
@@ -396,7 +411,7 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
             while step < until_step:
                 t0 = time.perf_counter()
                 lr = run.engine.get_lr()[0]  # the rate this update uses: DeepSpeed steps the schedule after it
-                loss_sum = train_step(run.engine, run.batches.micro_batches(step))
+                loss_sum = train_step(run.engine, run.batches.micro_batches(step), suite.training.z_loss)
                 if world > 1:
                     dist.all_reduce(loss_sum)
                 loss = loss_sum.item() / world
