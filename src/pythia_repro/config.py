@@ -234,6 +234,13 @@ class MemorizationSection:
 
 
 @dataclass(frozen=True)
+class TriviaQASection:
+    enabled: bool
+    shots: int
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
 class TermFrequencySection:
     steps: tuple[int, ...]  # empty: the case study is off
     workers: int
@@ -244,6 +251,7 @@ class TermFrequencySection:
     seed: int
     batch_size: int | str
     device: str
+    triviaqa: TriviaQASection
     x1_values: tuple[int, ...] = tuple(range(100))
 
     def parts(self) -> list[tuple[int, int]]:
@@ -316,7 +324,9 @@ class Suite:
         self.upload: UploadSection = _section(UploadSection, cfg["upload"])
         self.evaluate: EvaluateSection = _section(EvaluateSection, cfg["evaluate"])
         self.memorization: MemorizationSection = _section(MemorizationSection, cfg["analysis"]["memorization"])
-        self.term_frequency: TermFrequencySection = _section(TermFrequencySection, cfg["analysis"]["term_frequency"])
+        term_frequency = cfg["analysis"]["term_frequency"]
+        term_frequency = dict(term_frequency, triviaqa=_section(TriviaQASection, term_frequency["triviaqa"]))
+        self.term_frequency: TermFrequencySection = _section(TermFrequencySection, term_frequency)
         self.gender_bias: GenderBiasSection = _section(GenderBiasSection, cfg["analysis"]["gender_bias"])
         self.layout = Layout(Path(cfg["results_dir"]) / cfg["suite"])
         self._check_sources()
@@ -610,6 +620,11 @@ class Suite:
         if self.model(model) not in self.term_frequency_models:
             return []
         return sorted(self.term_frequency.steps)
+
+    @property
+    def triviaqa_models(self) -> list[ModelSpec]:
+        """Models whose TriviaQA accuracy is related to entity co-occurrence (term_frequency.triviaqa)."""
+        return self.term_frequency_models if self.term_frequency.triviaqa.enabled else []
 
     def data_order_name(self, variant: str, seed: int) -> str:
         """A data order's name in the analysis outputs: the variant, plus the seed when not the suite's."""

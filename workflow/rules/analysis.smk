@@ -1,5 +1,6 @@
 # Analysis stage, the case studies: term frequency (number counts in the data each checkpoint has
-# seen, one job per range of steps, against few-shot arithmetic accuracy) and memorization.
+# seen, one job per range of steps, against few-shot arithmetic accuracy; TriviaQA against entity
+# co-occurrence), memorization and gender bias.
 
 
 rule term_counts:
@@ -89,6 +90,76 @@ rule term_frequency_report:
         out_dir=lambda wc, output: os.path.dirname(output.summary),
     shell:
         "pythia-repro term-frequency-report --config {params.config} --output-dir {params.out_dir} > {log} 2>&1"
+
+
+# TriviaQA variant: question/answer co-occurrence counted per range of steps like the term counts,
+# merged per data order by the same verb; its questions are evaluated inside arithmetic_eval (one
+# model load per checkpoint).
+rule triviaqa_counts:
+    input:
+        order=order_of_data,
+        tokenizer=path(SUITE.tokenizer_file),
+        tasks=path(LAYOUT.arithmetic_tasks_dir),
+    output:
+        path(LAYOUT.triviaqa_counts_part("{data}", "{a}", "{b}")),
+    log:
+        path(LAYOUT.log("analysis", "triviaqa_counts_{data}_{a}-{b}")),
+    conda:
+        "../../envs/eval.yaml"
+    threads: SUITE.term_frequency.workers
+    params:
+        config=SUITE_CONFIG,
+    shell:
+        "pythia-repro triviaqa-counts --config {params.config} --data {wildcards.data} --from-step {wildcards.a}"
+        " --to-step {wildcards.b} --tasks-dir {input.tasks} --workers {threads} --output {output} 2> {log}"
+
+
+rule triviaqa_counts_merge:
+    input:
+        triviaqa_count_parts,
+    output:
+        path(LAYOUT.triviaqa_counts("{data}")),
+    log:
+        path(LAYOUT.log("analysis", "triviaqa_counts_merge_{data}")),
+    conda:
+        "../../envs/eval.yaml"
+    params:
+        config=SUITE_CONFIG,
+    shell:
+        "pythia-repro term-counts-merge --config {params.config} --inputs {input} --output {output} 2> {log}"
+
+
+rule triviaqa_report:
+    input:
+        counts=triviaqa_counts(),
+        samples=arithmetic_samples(),
+        tasks=path(LAYOUT.arithmetic_tasks_dir),
+    output:
+        summary=path(LAYOUT.triviaqa_report_dir / "summary.json"),
+        questions=path(LAYOUT.triviaqa_report_dir / "questions.csv"),
+        delta=path(LAYOUT.triviaqa_report_dir / "delta.csv"),
+        binned=path(LAYOUT.triviaqa_report_dir / "binned.csv"),
+        accuracy_figure=report(
+            path(LAYOUT.triviaqa_report_dir / "accuracy_vs_frequency.png"),
+            caption="../../report/triviaqa_accuracy.rst",
+            category="4 Term frequency",
+            subcategory="TriviaQA",
+        ),
+        delta_figure=report(
+            path(LAYOUT.triviaqa_report_dir / "delta.png"),
+            caption="../../report/triviaqa_delta.rst",
+            category="4 Term frequency",
+            subcategory="TriviaQA",
+        ),
+    log:
+        path(LAYOUT.log("analysis", "triviaqa_report")),
+    conda:
+        "../../envs/eval.yaml"
+    params:
+        config=SUITE_CONFIG,
+        out_dir=lambda wc, output: os.path.dirname(output.summary),
+    shell:
+        "pythia-repro triviaqa-report --config {params.config} --output-dir {params.out_dir} > {log} 2>&1"
 
 
 # Memorization: one job per (model, checkpoint, slice of the sequences seen), merged per checkpoint.

@@ -17,6 +17,8 @@ SUITE_CONFIG = str(LAYOUT.resolved_config)
 
 onstart:
     publish_resolved_config(SUITE)
+
+
 MODEL_NAMES = "|".join(re.escape(m.name) for m in SUITE.models)
 # A published model's checkpoints are fetched, a trained one's exported: the two rules that
 # write checkpoint directories split the models between them.
@@ -203,12 +205,23 @@ TERM_FREQUENCY_FIGURES = [
 ]
 
 
+def triviaqa_count_parts(wildcards):
+    return [path(LAYOUT.triviaqa_counts_part(wildcards.data, a, b)) for a, b in TERM_PARTS]
+
+
+def triviaqa_counts():
+    return [path(LAYOUT.triviaqa_counts(d)) for d in SUITE.term_count_orders]
+
+
 def term_frequency_targets():
     if not SUITE.term_frequency.steps:
         return []
-    return [path(LAYOUT.term_counts(d)) for d in SUITE.term_count_orders] + [
+    targets = [path(LAYOUT.term_counts(d)) for d in SUITE.term_count_orders] + [
         path(LAYOUT.term_frequency_report_dir / "summary.json")
     ]
+    if SUITE.triviaqa_models:
+        targets += triviaqa_counts() + [path(LAYOUT.triviaqa_report_dir / "summary.json")]
+    return targets
 
 
 MEMORIZATION_SLICES = SUITE.memorization.slices

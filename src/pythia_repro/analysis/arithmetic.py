@@ -168,7 +168,8 @@ TOP = 10
 Z95 = 1.959963984540054
 
 
-def _wilson(correct: int, n: int) -> tuple[float, float]:
+def wilson_interval(correct: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion correct/n (nan, nan when n = 0)."""
     if n == 0:
         return (math.nan, math.nan)
     p = correct / n
@@ -186,8 +187,8 @@ def delta_stats(top: tuple[int, int], bottom: tuple[int, int]) -> dict:
     """
     (c1, n1), (c2, n2) = top, bottom
     p1, p2 = c1 / n1, c2 / n2
-    l1, u1 = _wilson(c1, n1)
-    l2, u2 = _wilson(c2, n2)
+    l1, u1 = wilson_interval(c1, n1)
+    l2, u2 = wilson_interval(c2, n2)
     d = p1 - p2
     return {"acc_top": p1, "acc_bottom": p2, "delta": d,
             "se": math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2),
@@ -228,14 +229,16 @@ def delta_table(counts_by_data: dict[str, pd.DataFrame], accuracy: pd.DataFrame,
     return pd.DataFrame(rows)
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """PNG at `path`, written atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     with atomic_file(path, "wb") as fh:
         fh.write(buf.getvalue())
 
 
-def _label(model: str, meta: dict) -> str:
+def model_label(model: str, meta: dict) -> str:
+    """A model's legend label: its metadata's "label", else its name."""
     return meta.get("label", model)
 
 
@@ -264,7 +267,7 @@ def _plot_accuracy_vs_frequency(frame: pd.DataFrame, model_meta: dict, op: str, 
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("count of x1 in the training data seen (log bins)")
-        ax.set_title(_label(model, model_meta[model]))
+        ax.set_title(model_label(model, model_meta[model]))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
     axes[0][-1].legend(title="checkpoint", fontsize=8)
@@ -272,8 +275,19 @@ def _plot_accuracy_vs_frequency(frame: pd.DataFrame, model_meta: dict, op: str, 
     note = f" ({zero} x1 x step points with count 0 not shown)" if zero else ""
     fig.suptitle(f"{suite}: accuracy vs frequency of x1, {op}, {k}-shot{note}")
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_delta_lines(ax, delta: pd.DataFrame, model_meta: dict) -> None:
+    """Δ (points) with its interval over steps, a line per model (smallest first), on `ax`."""
+    for model, g in sorted(delta.groupby("model"), key=lambda mg: (model_meta[mg[0]].get("params", 0), mg[0])):
+        g = g.sort_values("step")
+        yerr = np.vstack([g["delta"] - g["ci_low"], g["ci_high"] - g["delta"]]) * 100
+        ax.errorbar(g["step"], g["delta"] * 100, yerr=yerr, marker="o", capsize=3,
+                    label=model_label(model, model_meta[model]))
+    ax.axhline(0, color="grey", lw=1, ls="--")
+    ax.set_xlabel("training step")
 
 
 def _plot_delta(delta: pd.DataFrame, model_meta: dict, op: str, k: int, suite: str, path: Path) -> None:
@@ -283,19 +297,13 @@ def _plot_delta(delta: pd.DataFrame, model_meta: dict, op: str, k: int, suite: s
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for model, g in sorted(delta.groupby("model"), key=lambda mg: (model_meta[mg[0]].get("params", 0), mg[0])):
-        g = g.sort_values("step")
-        yerr = np.vstack([g["delta"] - g["ci_low"], g["ci_high"] - g["delta"]]) * 100
-        ax.errorbar(g["step"], g["delta"] * 100, yerr=yerr, marker="o", capsize=3,
-                    label=_label(model, model_meta[model]))
-    ax.axhline(0, color="grey", lw=1, ls="--")
-    ax.set_xlabel("training step")
+    plot_delta_lines(ax, delta, model_meta)
     ax.set_ylabel("Δ accuracy, top-10 minus bottom-10 x1 (points)")
     ax.set_title(f"{suite}: Δ (95% Newcombe CI), {op}, {k}-shot")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -1,6 +1,7 @@
 """Verbs of the analysis stage (the case studies): `memorization`, `memorization-merge`,
 `memorization-report`; `term-counts`, `term-counts-merge`, `arithmetic-tasks`, `arithmetic-eval`,
-`term-frequency-report`; `bias-tasks`, `bias-eval`, `bias-report`. Parsing and calls only (analysis/stage.py)."""
+`term-frequency-report`, `triviaqa-counts`, `triviaqa-report`; `bias-tasks`, `bias-eval`, `bias-report`.
+Parsing and calls only (analysis/stage.py)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,20 @@ def _term_frequency_report(args: argparse.Namespace) -> None:
     from pythia_repro.analysis.stage import term_frequency_report
 
     summary = term_frequency_report(load_suite(args.config), args.output_dir)
+    print(json.dumps(summary["final_step"]))
+
+
+def _triviaqa_counts(args: argparse.Namespace) -> None:
+    from pythia_repro.analysis.stage import count_triviaqa_part
+
+    print(json.dumps(count_triviaqa_part(load_suite(args.config), args.data, args.from_step, args.to_step,
+                                         args.tasks_dir, args.output, args.workers)))
+
+
+def _triviaqa_report(args: argparse.Namespace) -> None:
+    from pythia_repro.analysis.stage import triviaqa_report
+
+    summary = triviaqa_report(load_suite(args.config), args.output_dir)
     print(json.dumps(summary["final_step"]))
 
 
@@ -120,16 +135,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("term-counts-merge", help="cumulative counts per checkpoint from the parts")
     _config(p)
-    p.add_argument("--inputs", nargs="+", required=True, help="part files of one data order")
+    p.add_argument("--inputs", nargs="+", required=True, help="part files of one data order (term or TriviaQA)")
     p.add_argument("--output", required=True, help="counts.parquet (step, term, count)")
     p.set_defaults(handler=_term_counts_merge)
 
-    p = subparsers.add_parser("arithmetic-tasks", help="the arithmetic lm-eval tasks of analysis.term_frequency")
+    p = subparsers.add_parser("triviaqa-counts", help="TriviaQA question/answer entity co-occurrence in a step range")
+    _config(p)
+    p.add_argument("--data", required=True, help="data order: standard or deduped (-seed{N} for other seeds)")
+    p.add_argument("--from-step", type=int, required=True, help="first step counted")
+    p.add_argument("--to-step", type=int, required=True, help="counts cover the samples of steps [from, to)")
+    p.add_argument("--tasks-dir", required=True, help="directory from `arithmetic-tasks` (holds the questions)")
+    p.add_argument("--output", required=True, help="part file (.parquet: term = question_id, count)")
+    p.add_argument("--workers", type=int, default=1, help="counting processes")
+    p.set_defaults(handler=_triviaqa_counts)
+
+    p = subparsers.add_parser("arithmetic-tasks",
+                              help="the arithmetic (and TriviaQA) lm-eval tasks of analysis.term_frequency")
     _config(p)
     p.add_argument("--output", required=True, help="task directory (published atomically)")
     p.set_defaults(handler=_arithmetic_tasks)
 
-    p = subparsers.add_parser("arithmetic-eval", help="lm_eval of the arithmetic tasks on an exported checkpoint")
+    p = subparsers.add_parser("arithmetic-eval",
+                              help="lm_eval of the arithmetic (and TriviaQA) tasks on an exported checkpoint")
     _checkpoint_eval(p, "arithmetic-tasks")
     p.add_argument("--samples", required=True, help="per-document records (JSON lines)")
     p.set_defaults(handler=_arithmetic_eval)
@@ -178,3 +205,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _config(p)
     p.add_argument("--output-dir", required=True)
     p.set_defaults(handler=_term_frequency_report)
+
+    p = subparsers.add_parser("triviaqa-report", help="TriviaQA accuracy vs co-occurrence, the Δ table and figures")
+    _config(p)
+    p.add_argument("--output-dir", required=True)
+    p.set_defaults(handler=_triviaqa_report)

