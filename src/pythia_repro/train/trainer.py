@@ -435,6 +435,8 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
         finally:
             if metrics is not None:
                 metrics.close()
+    elif rank == 0:  # e.g. killed after its last checkpoint, before Snakemake saw the job finish
+        _log(model_name, f"already trained to step {step}: nothing to do")
     if rank == 0:
         _write_marker(suite, model_name, until_step, step, loss)
     dist.barrier()
