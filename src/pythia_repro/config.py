@@ -540,7 +540,8 @@ class Suite:
         for entry in self.config["models"]:
             shape = self.size_shape(entry["size"])
             arch = entry["arch"]
-            arch_tag = "" if arch == "gpt-neox" else f"-{arch}"
+            # The arch joins the name unless the size already says it (llama-7b, palm-8b).
+            arch_tag = "" if arch == "gpt-neox" or entry["size"].startswith(f"{arch}-") else f"-{arch}"
             for variant in entry["data"]:
                 if variant not in self.variants:
                     raise ConfigError(

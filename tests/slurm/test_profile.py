@@ -26,7 +26,8 @@ def dry_run(tmp_path_factory, repo_root, tiny_config_path, snakemake) -> str:
     cfg = yaml.safe_load(tiny_config_path.read_text())
     cfg["interventions"] = [{"name": "genderswap", "base": "pythia-nano-deduped", "branch_fraction": 0.5,
                              "substitution": "gender_swap"}]
-    cfg["analysis"] = {"memorization": {"steps": [8], "k": 8, "l": 8}, "term_frequency": {"steps": [4, 8], "shots": [0]},
+    cfg["analysis"] = {"memorization": {"steps": [8], "k": 8, "l": 8},
+                       "term_frequency": {"steps": [4, 8], "shots": [0]},
                        "gender_bias": {"enabled": True}}
     config = tmp / "tiny_analysis.yaml"
     config.write_text(yaml.safe_dump(cfg))
