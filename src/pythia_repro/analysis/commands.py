@@ -123,12 +123,17 @@ def _checkpoint_eval(p: argparse.ArgumentParser, tasks_verb: str) -> None:
     p.add_argument("--output", required=True, help="result JSON (the format of `evaluate`)")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("term-counts", help="Pythia's number counts in the training samples of a step range")
+def _step_range(p: argparse.ArgumentParser) -> None:
+    """The flags of a verb that counts in the training samples of one data order's step range."""
     _config(p)
     p.add_argument("--data", required=True, help="data order: standard or deduped (-seed{N} for other seeds)")
     p.add_argument("--from-step", type=int, required=True, help="first step counted")
     p.add_argument("--to-step", type=int, required=True, help="counts cover the samples of steps [from, to)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("term-counts", help="Pythia's number counts in the training samples of a step range")
+    _step_range(p)
     p.add_argument("--output", required=True, help="part file (.parquet: term, count)")
     p.add_argument("--workers", type=int, default=1, help="counting processes")
     p.set_defaults(handler=_term_counts)
@@ -140,10 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_term_counts_merge)
 
     p = subparsers.add_parser("triviaqa-counts", help="TriviaQA question/answer entity co-occurrence in a step range")
-    _config(p)
-    p.add_argument("--data", required=True, help="data order: standard or deduped (-seed{N} for other seeds)")
-    p.add_argument("--from-step", type=int, required=True, help="first step counted")
-    p.add_argument("--to-step", type=int, required=True, help="counts cover the samples of steps [from, to)")
+    _step_range(p)
     p.add_argument("--tasks-dir", required=True, help="directory from `arithmetic-tasks` (holds the questions)")
     p.add_argument("--output", required=True, help="part file (.parquet: term = question_id, count)")
     p.add_argument("--workers", type=int, default=1, help="counting processes")

