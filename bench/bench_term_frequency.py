@@ -93,7 +93,7 @@ def main() -> None:
         for row in rows:
             builder.add_document(row)
         builder.finalize(f"{prefix}.idx")
-        order = PreshuffledOrder(prefix, global_batch_size=args.batch)
+        order = PreshuffledOrder(prefix, batch_schedule=args.batch)
         files = []
         for i, a in enumerate(range(0, args.samples, args.batch)):
             files.append(str(tmp / f"batch{i:05d}.npy"))

@@ -99,10 +99,10 @@ def plain_worker(config: Path, model_name: str, threads: int) -> dict:
     model.train()
     optimizer = build_optimizer(model, training, torch.device("cpu"))
     scheduler = AnnealingLR(optimizer, **schedule_for(training, spec.shape))
-    order = TrainingOrder(suite.data_prefix(spec.data), suite.train_iters, suite.global_batch_size,
+    order = TrainingOrder(suite.data_prefix(spec.data), suite.train_iters, suite.batch_schedule,
                           suite.seq_length, spec.seed, num_samples=suite.num_samples)
     micro = training.micro_batch_size or suite.global_batch_size
-    batches = RankBatches(order, suite.global_batch_size, micro, 0, 1, torch.device("cpu"))
+    batches = RankBatches(order, suite.batch_schedule, micro, 0, 1, torch.device("cpu"))
     rows = []
     for step in range(suite.train_iters):
         t0 = time.perf_counter()

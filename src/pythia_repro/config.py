@@ -20,9 +20,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pythia_repro.data.batch_schedule import BatchSchedule
 from pythia_repro.data.corpus import ReadPolicy
 from pythia_repro.data.dedup.minhash import DedupParams
-from pythia_repro.data.order import gpt_neox_num_samples, index_map_paths
+from pythia_repro.data.order import index_map_paths
 from pythia_repro.data.synthetic import SyntheticSpec
 from pythia_repro.errors import PythiaReproError
 from pythia_repro.layout import Layout
@@ -155,6 +156,7 @@ class TrainingSection:
     lr_schedule: str  # neox | llama | palm (train/schedule.py)
     lr_constant_steps: int  # palm schedule
     z_loss: float  # PaLM's auxiliary log^2 Z coefficient; 0 = off
+    batch_ramp: tuple[dict, ...] = ()  # PaLM: smaller global batches first, {until_step, global_batch_size}
     micro_batch_size: int | None = None
     segment_steps: int | None = None
     warmup_steps: int | None = None  # else warmup_fraction x train_iters
@@ -163,10 +165,15 @@ class TrainingSection:
     def on_gpu(self) -> bool:
         return self.device == "cuda"
 
+    @cached_property
+    def batch_schedule(self) -> BatchSchedule:
+        """Every step's global batch size: the ramp's, then global_batch_size."""
+        return BatchSchedule.from_config(self.global_batch_size, self.batch_ramp)
+
     @property
     def micro_batch(self) -> int:
-        """Per rank; the global batch split over the ranks when not given."""
-        return self.micro_batch_size or self.global_batch_size // self.ranks
+        """Per rank; the smallest global batch split over the ranks when not given."""
+        return self.micro_batch_size or self.batch_schedule.smallest // self.ranks
 
     @property
     def segment(self) -> int:
@@ -338,12 +345,26 @@ class Suite:
     def _check_training(self) -> None:
         """What a training job would otherwise find only after the whole data stage has run."""
         t = self.training
-        if t.micro_batch_size is None and t.global_batch_size % t.ranks:
-            raise ConfigError(f"{self.source}: training.global_batch_size: {t.global_batch_size} does not split "
-                              f"evenly over training.ranks {t.ranks}; set training.micro_batch_size or change either")
-        if t.global_batch_size % (t.micro_batch * t.ranks):
-            raise ConfigError(f"{self.source}: training.micro_batch_size: {t.micro_batch} per rank x {t.ranks} ranks "
-                              f"does not divide training.global_batch_size {t.global_batch_size}")
+        try:
+            schedule = t.batch_schedule
+        except PythiaReproError as exc:
+            raise ConfigError(f"{self.source}: training.{exc}") from None
+        # Every step's batch must be whole micro-batches on every rank (the ramp's sizes too).
+        sizes = {f"training.batch_ramp[{i}].global_batch_size": size for i, (_, size) in enumerate(schedule.ramp)}
+        sizes["training.global_batch_size"] = t.global_batch_size
+        for i, (until, _) in enumerate(schedule.ramp):
+            if until > t.train_iters:
+                raise ConfigError(f"{self.source}: training.batch_ramp[{i}].until_step: {until} is past "
+                                  f"training.train_iters {t.train_iters}")
+        if t.micro_batch_size is None:
+            key = min(sizes, key=sizes.get)  # the micro-batch is the smallest batch over the ranks
+            if sizes[key] % t.ranks:
+                raise ConfigError(f"{self.source}: {key}: {sizes[key]} does not split evenly over training.ranks "
+                                  f"{t.ranks}; set training.micro_batch_size or change either")
+        for key, size in sizes.items():
+            if size % (t.micro_batch * t.ranks):
+                raise ConfigError(f"{self.source}: training.micro_batch_size: {t.micro_batch} per rank x {t.ranks} "
+                                  f"ranks does not divide {key} {size}")
         if t.segment_steps is not None and t.segment_steps > t.train_iters:
             raise ConfigError(f"{self.source}: training.segment_steps: {t.segment_steps} is longer than "
                               f"training.train_iters {t.train_iters}; leave it out for one segment")
@@ -451,7 +472,12 @@ class Suite:
 
     @property
     def global_batch_size(self) -> int:
+        """The batch after any ramp (every step's without one); per step: `batch_schedule`."""
         return self.training.global_batch_size
+
+    @property
+    def batch_schedule(self) -> BatchSchedule:
+        return self.training.batch_schedule
 
     @property
     def seq_length(self) -> int:
@@ -460,14 +486,14 @@ class Suite:
     @property
     def num_samples(self) -> int:
         """Samples GPT-NeoX asks the index maps for: 0.5% more than training consumes."""
-        return gpt_neox_num_samples(self.train_iters, self.global_batch_size)
+        return self.batch_schedule.num_samples(self.train_iters)
 
     def index_maps(self, variant: str, seed: int | str) -> list[Path]:
         """The doc, sample and shuffle index maps of one data order."""
         return self.layout.index_maps(variant, self.num_samples, self.seq_length, seed)
 
     def tokens_seen(self, step: int) -> int:
-        return step * self.global_batch_size * self.seq_length
+        return self.batch_schedule.samples_before(step) * self.seq_length
 
     @cached_property
     def checkpoint_steps(self) -> list[int]:

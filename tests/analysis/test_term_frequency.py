@@ -161,7 +161,7 @@ def _preshuffled(tmp_path, rows):
     for row in rows:
         builder.add_document(row)
     builder.finalize(f"{prefix}.idx")
-    return PreshuffledOrder(prefix, global_batch_size=4)
+    return PreshuffledOrder(prefix, batch_schedule=4)
 
 
 def test_count_range_and_incremental_merge_equal_counting_from_scratch(bpe, tmp_path, capsys):

@@ -128,9 +128,9 @@ def test_num_epochs_matches_gpt_neox_loop() -> None:
 
 def test_num_samples_pythia() -> None:
     # 143,000 steps of 1,024: ceil(146,432,000 * 1.005); the float product is 147164159.99999997.
-    assert gpt_neox_num_samples(143_000, 1024) == 147_164_160
+    assert gpt_neox_num_samples(143_000 * 1024) == 147_164_160
     for t, b in [(10, 16), (1000, 32), (7, 3), (0, 8)]:
-        assert gpt_neox_num_samples(t, b) == int(math.ceil(t * b * 1.0 * 1.005))
+        assert gpt_neox_num_samples(t * b) == int(math.ceil(t * b * 1.0 * 1.005))
 
 
 def test_file_names_are_gpt_neox_names(tmp_path) -> None:

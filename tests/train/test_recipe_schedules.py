@@ -149,11 +149,15 @@ def test_z_loss_gradient_by_hand() -> None:
 
 
 class _Engine:
-    """DeepSpeed's engine as train_step uses it: call, backward, step."""
+    """DeepSpeed's engine as train_step uses it: the accumulation boundary, call, backward, step."""
 
     def __init__(self) -> None:
         self.logits = LOGITS.clone().requires_grad_(True)
         self.steps = 0
+        self.boundaries: list[bool] = []
+
+    def set_gradient_accumulation_boundary(self, is_boundary: bool) -> None:
+        self.boundaries.append(is_boundary)
 
     def __call__(self, input_ids: torch.Tensor) -> SimpleNamespace:
         return SimpleNamespace(logits=self.logits * 1.0)
@@ -170,3 +174,4 @@ def test_train_step_backpropagates_the_z_loss_and_reports_the_cross_entropy() ->
     logged = train_step(engine, [(torch.zeros(1, 2, dtype=torch.long), LABELS)], z_loss=1e-4)
     assert logged.item() == pytest.approx((3 * LN2 - math.log(3)) / 2, rel=1e-6)
     assert engine.logits.grad[0, 0, 0].item() == pytest.approx(-0.25 + 0.5e-4 * LN2, abs=1e-7)
+    assert engine.boundaries == [True]  # the update comes with the step's only micro-batch

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from pythia_repro.data.batch_schedule import BatchSchedule
 from pythia_repro.models.build import build_model
 from pythia_repro.models.sizes import Shape
 from pythia_repro.train.batches import RankBatches, accumulation_steps
@@ -118,7 +119,7 @@ def test_ranks_and_micro_batches_cover_the_global_batch_in_gpt_neox_order(world:
     step, global_batch = 3, 8
     seen = {}
     for rank in range(world):
-        feeder = RankBatches(_Order(), global_batch, micro, rank, world, torch.device("cpu"))
+        feeder = RankBatches(_Order(), BatchSchedule.constant(global_batch), micro, rank, world, torch.device("cpu"))
         for k, (inputs, labels) in enumerate(feeder.micro_batches(step)):
             assert inputs.shape == labels.shape == (micro, 5) and inputs.dtype == torch.int64
             assert torch.equal(inputs[:, 1:], labels[:, :-1])  # labels are inputs shifted by one
@@ -130,6 +131,28 @@ def test_ranks_and_micro_batches_cover_the_global_batch_in_gpt_neox_order(world:
         assert (j - step * global_batch) // micro == k * world + rank
 
 
+# Ramp 2 sequences for steps 0-2, 4 for steps 3-4, then 8: the first sample of each step by hand.
+RAMP = BatchSchedule(8, ((3, 2), (5, 4)))
+RAMP_STARTS = [0, 2, 4, 6, 10, 14, 22, 30, 38]
+
+
+@pytest.mark.parametrize(("world", "micro"), [(1, 1), (1, 2), (2, 1)])
+def test_a_batch_ramp_cuts_each_step_from_the_samples_before_it(world: int, micro: int) -> None:
+    feeders = [RankBatches(_Order(), RAMP, micro, rank, world, torch.device("cpu")) for rank in range(world)]
+    for step in range(8):
+        seen = []
+        for feeder in feeders:
+            batches = feeder.micro_batches(step)
+            assert len(batches) == (RAMP_STARTS[step + 1] - RAMP_STARTS[step]) // (micro * world)
+            seen += [row // 100 for inputs, _ in batches for row in inputs[:, 0].tolist()]
+        assert sorted(seen) == list(range(RAMP_STARTS[step], RAMP_STARTS[step + 1])), step
+
+
+def test_a_ramp_size_the_ranks_cannot_split_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="global_batch_size 2 is not a multiple of micro_batch_size 1 x 4 ranks"):
+        RankBatches(_Order(), RAMP, 1, 0, 4, torch.device("cpu"))
+
+
 def test_indivisible_batch_is_an_error() -> None:
     assert accumulation_steps(1024, 32, 32) == 1 and accumulation_steps(1024, 8, 64) == 2
     with pytest.raises(ValueError, match="not a multiple"):
@@ -138,7 +161,7 @@ def test_indivisible_batch_is_an_error() -> None:
 
 def test_deepspeed_config_from_training_section() -> None:
     training = SimpleNamespace(global_batch_size=1024, micro_batch_size=16, grad_clip=1.0, zero_stage=1,
-                               precision="fp16")
+                               precision="fp16", batch_schedule=BatchSchedule.constant(1024))
     cfg = deepspeed_config(training, world_size=32, num_params=10**9, device=torch.device("cpu"))
     assert cfg["gradient_accumulation_steps"] == 2 and cfg["train_micro_batch_size_per_gpu"] == 16
     assert cfg["fp16"]["enabled"] and cfg["fp16"]["loss_scale"] == 0 and cfg["fp16"]["initial_scale_power"] == 12
@@ -147,6 +170,12 @@ def test_deepspeed_config_from_training_section() -> None:
     no_micro = deepspeed_config(SimpleNamespace(**{**vars(training), "micro_batch_size": None}), 4, 1000,
                                 torch.device("cpu"))
     assert no_micro["train_micro_batch_size_per_gpu"] == 256 and no_micro["gradient_accumulation_steps"] == 1
+    # With a ramp the micro-batch is its smallest batch over the ranks; the config holds the last.
+    ramped = SimpleNamespace(**{**vars(training), "micro_batch_size": None,
+                                "batch_schedule": BatchSchedule(1024, ((10, 256), (20, 512)))})
+    cfg = deepspeed_config(ramped, 4, 1000, torch.device("cpu"))
+    assert (cfg["train_micro_batch_size_per_gpu"], cfg["gradient_accumulation_steps"], cfg["train_batch_size"]) == (
+        64, 4, 1024)
 
 
 # ----- substitution ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 through the whole DAG (tokenizer, data, two training segments, export, upload, evaluation,
 memorization, figures) and checked against the recipe; and the full-size configs' dry runs.
 
-The learning rates are checked against values worked out by hand, not against train/schedule.py.
+The learning rates and PaLM's batch ramp are checked against values worked out by hand, not
+against train/schedule.py or BatchSchedule.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import yaml
 from tokenizers import Tokenizer
 
 from pythia_repro.config import load_suite
-from pythia_repro.layout import Layout
+from pythia_repro.layout import CHECKPOINT_MANIFEST, Layout
 
 # metrics.jsonl's step s is the update that used the schedule at iteration n = s - 1.
 LLAMA_LR, LLAMA_MIN_LR = 1e-3, 1e-4  # the llama-tiny row; warmup_steps 2, train_iters 8
@@ -32,6 +33,10 @@ EXPECTED_LR = {
 # Spot values by hand: llama n=3: 1e-4 + 4.5e-4 x (1 + cos 30°) = 1e-4 + 4.5e-4 x 1.8660254;
 # n=7: 1e-4 + 4.5e-4 x (1 - 0.8660254). palm n=4: 1.25e-3 x sqrt(0.75); n=7: 1.25e-3 x sqrt(3/7).
 BY_HAND = {"llama": {4: 9.3971143e-4, 8: 1.6028857e-4}, "palm": {1: 1.25e-3, 5: 1.0825318e-3, 8: 8.1831708e-4}}
+# Sequences per update (metrics.jsonl step s trains on batch s - 1) and training samples consumed
+# after it. PaLM's ramp in palm-tiny.yaml: 2 for steps 0-1, 4 for steps 2-5, then 8; llama: 4.
+BATCH_SIZES = {"llama": [4] * 8, "palm": [2, 2, 4, 4, 4, 4, 8, 8]}
+SAMPLES = {"llama": [4, 8, 12, 16, 20, 24, 28, 32], "palm": [2, 4, 8, 12, 16, 20, 28, 36]}
 # The `transformers` class each arch exports to, with its head_dim and key/value heads (PaLM:
 # multi-query attention, one key/value head, head_dim 32 set in its row, wider than 64 / 4).
 EXPORTED = {"llama": ("LlamaForCausalLM", 16, 4, False), "palm": ("CohereForCausalLM", 32, 1, True)}
@@ -80,6 +85,20 @@ def test_learning_rate_follows_the_recipe_across_the_resume(recipe_run):
 
 
 @pytest.mark.slow
+def test_batch_sizes_follow_the_recipe_across_the_resume(recipe_run):
+    """PaLM's ramp: the first segment crosses it at step 2, the second resumes at step 4 inside the
+    4-sequence phase and crosses at step 6; every update and checkpoint counts its samples."""
+    layout, model, recipe = recipe_run["layout"], recipe_run["model"], recipe_run["recipe"]
+    rows = [json.loads(line) for line in layout.metrics(model).read_text().splitlines()]
+    assert [r["batch_size"] for r in rows] == BATCH_SIZES[recipe]
+    assert [r["samples"] for r in rows] == SAMPLES[recipe]
+    consumed = {step: json.loads((layout.checkpoint(model, step) / CHECKPOINT_MANIFEST).read_text())["samples_consumed"]
+                for step in (0, 1, 2, 4, 8)}
+    assert consumed == {0: 0, **{step: SAMPLES[recipe][step - 1] for step in (1, 2, 4, 8)}}
+    assert recipe_run["suite"].tokens_seen(8) == SAMPLES[recipe][-1] * 32  # what evaluation records
+
+
+@pytest.mark.slow
 def test_export_loads_as_the_recipes_transformers_class(recipe_run):
     import torch
     from transformers import AutoModelForCausalLM
@@ -103,11 +122,11 @@ def test_evaluation_and_memorization_outputs(recipe_run):
         assert {"acc,none", "perplexity,none"} <= set(run["results"]["lambada_heldout"])
     scores = pd.read_parquet(layout.memorization_scores(model, 8))
     assert {"index", "score", "memorized"} <= set(scores.columns)
-    assert len(scores) == 8 * recipe_run["suite"].global_batch_size  # every sequence seen by step 8
+    assert len(scores) == SAMPLES[recipe_run["recipe"]][-1]  # every sequence seen by step 8
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe, models, segments", [("llama", 4, 240), ("palm", 3, 186)])
+@pytest.mark.parametrize("recipe, models, segments", [("llama", 4, 240), ("palm", 3, 255)])
 def test_full_size_config_dry_run(recipe, models, segments, tmp_path, repo_root, snakemake, job_counts):
     """config/{llama,palm}.yaml plan on placeholder Pile shards (a dry run needs them to exist)."""
     config = yaml.safe_load((repo_root / "config" / f"{recipe}.yaml").read_text())

@@ -131,11 +131,8 @@ rule order:
     conda:
         "../../envs/data.yaml"
     params:
+        config=SUITE_CONFIG,
         prefix=lambda wc, input: prefix_of(input),
-        train_iters=SUITE.train_iters,
-        global_batch_size=SUITE.global_batch_size,
-        seq_length=SUITE.seq_length,
     shell:
-        "pythia-repro order --data-prefix {params.prefix} --train-iters {params.train_iters}"
-        " --global-batch-size {params.global_batch_size} --seq-length {params.seq_length}"
+        "pythia-repro order --config {params.config} --data-prefix {params.prefix}"
         " --seed {wildcards.seed} 2> {log}"

@@ -25,9 +25,9 @@ def training_order(suite: Suite, variant: str, seed: int) -> TrainingOrder | Pre
     maps over our token files, or, for a published suite, its pre-shuffled rows or token files."""
     given = suite.data.orders.get(variant, {})
     if "preshuffled" in given:
-        return PreshuffledOrder(given["preshuffled"], suite.global_batch_size, suite.seq_length)
+        return PreshuffledOrder(given["preshuffled"], suite.batch_schedule, suite.seq_length)
     prefix = given.get("prefix") or suite.layout.data_prefix(variant)
-    return TrainingOrder(prefix, suite.train_iters, suite.global_batch_size, suite.seq_length, seed,
+    return TrainingOrder(prefix, suite.train_iters, suite.batch_schedule, suite.seq_length, seed,
                          num_samples=suite.num_samples)
 
 
@@ -45,8 +45,8 @@ def _step_range(suite: Suite, verb: str, data: str, from_step: int, to_step: int
     if not 0 <= from_step < to_step <= suite.train_iters:
         raise PythiaReproError(f"{verb}: steps [{from_step}, {to_step}) are not within 0..{suite.train_iters}")
     variant, seed = _order_of(suite, data)
-    b = suite.global_batch_size
-    return training_order(suite, variant, seed), from_step * b, to_step * b
+    samples_before = suite.batch_schedule.samples_before
+    return training_order(suite, variant, seed), samples_before(from_step), samples_before(to_step)
 
 
 def count_part(suite: Suite, data: str, from_step: int, to_step: int, output: str | Path, workers: int) -> dict:
@@ -196,7 +196,7 @@ def memorization_indices(suite: Suite, model: str, step: int) -> np.ndarray:
 
     if step not in suite.model_checkpoint_steps(model):
         raise PythiaReproError(f"step {step} is not a checkpoint of {model}")
-    return subset_indices(step * suite.global_batch_size, suite.memorization.limit, suite.seed)
+    return subset_indices(suite.batch_schedule.samples_before(step), suite.memorization.limit, suite.seed)
 
 
 def _model_substitution(suite: Suite, spec, vocab_size: int):
@@ -222,7 +222,7 @@ def score_memorization(suite: Suite, model: str, step: int, slice_spec: str | No
     runs = [(indices, None)]
     if spec.substitution:
         # An intervention trained on its base model's batches up to the branch, swapped after it.
-        branch = spec.branch_step * suite.global_batch_size
+        branch = suite.batch_schedule.samples_before(spec.branch_step)
         swap = _model_substitution(suite, spec, lm.config.vocab_size)
         runs = [(indices[indices < branch], None), (indices[indices >= branch], swap)]
     parts = [score_order(lm, order, idx, k=cfg.k, l=cfg.l, batch_size=cfg.batch_size, substitution=sub,

@@ -11,9 +11,10 @@ Two sources give the same answer for a run that followed GPT-NeoX v1.0's data or
 Step t trains on training samples ``[t * B, (t + 1) * B)`` (B = global batch size) in that order:
 GPT-NeoX's sequential sampler splits them, in order, into the micro-batches of the data-parallel
 ranks and gradient-accumulation steps. So training sample j is at step ``j // B``, position
-``j % B`` in the batch. Both classes are map-style datasets (`len`, `[j]`), samples as int64 like
-GPT-NeoX's `GPT2Dataset`, and load everything memory-mapped: opening one is instant and costs
-no memory at Pile scale.
+``j % B`` in the batch. With a batch ramp (PaLM) the steps are cut by the run's `BatchSchedule`
+instead: step t is ``[samples_before(t), samples_before(t + 1))``. Both classes are map-style
+datasets (`len`, `[j]`), samples as int64 like GPT-NeoX's `GPT2Dataset`, and load everything
+memory-mapped: opening one is instant and costs no memory at Pile scale.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pythia_repro.data.batch_schedule import BatchSchedule
 from pythia_repro.data.indexed import IndexedDataset
 from pythia_repro.data.order import (
     TRAIN_DATASET_NAME,
     build_index_mappings,
-    gpt_neox_num_samples,
     index_map_paths,
     load_index_maps,
 )
@@ -57,7 +58,7 @@ class Location:
 class _BatchedOrder:
     """What both sources share: samples by training index, batches by step, step arithmetic."""
 
-    global_batch_size: int
+    batch_schedule: BatchSchedule
     seq_length: int
 
     def __len__(self) -> int:
@@ -72,7 +73,7 @@ class _BatchedOrder:
     @property
     def num_steps(self) -> int:
         """Full global batches the order holds (GPT-NeoX builds ~0.5% more than training uses)."""
-        return len(self) // self.global_batch_size
+        return self.batch_schedule.step_of(len(self))[0]
 
     def _training_index(self, j: int) -> int:
         j = int(j)
@@ -90,18 +91,16 @@ class _BatchedOrder:
         return out
 
     def batch(self, step: int) -> np.ndarray:
-        """The global batch of `step`: int64 (global_batch_size, seq_length + 1), in batch order."""
+        """The global batch of `step`: int64 (its batch size, seq_length + 1), in batch order."""
         step = int(step)
         if not 0 <= step < self.num_steps:
             raise IndexError(f"step {step} out of range: the order holds {self.num_steps:,} full batches "
-                             f"of {self.global_batch_size}")
-        b = self.global_batch_size
-        return self.samples(step * b, (step + 1) * b)
+                             f"of {self.batch_schedule}")
+        return self.samples(self.batch_schedule.samples_before(step), self.batch_schedule.samples_before(step + 1))
 
     def step_of(self, j: int) -> tuple[int, int]:
         """(step, position in that step's batch) of training sample j."""
-        j = self._training_index(j)
-        return divmod(j, self.global_batch_size)
+        return self.batch_schedule.step_of(self._training_index(j))
 
     def locate_training_index(self, j: int) -> Location:
         step, position = self.step_of(j)
@@ -112,15 +111,16 @@ class TrainingOrder(_BatchedOrder):
     """GPT-NeoX v1.0's order over a token file: `batch(step)`, `sample(j)`, `locate_sample(i)`.
 
     The index maps must exist (`pythia-repro order`, or pass ``build=True`` to build them here
-    as GPT-NeoX would on first use). ``num_samples`` defaults to GPT-NeoX's request for
-    ``train_iters`` steps, which is also what names the map files.
+    as GPT-NeoX would on first use). ``batch_schedule`` is the run's (a plain number: one batch
+    size for every step). ``num_samples`` defaults to GPT-NeoX's request for ``train_iters``
+    steps of it, which is also what names the map files.
     """
 
     def __init__(
         self,
         data_prefix: str | Path,
         train_iters: int,
-        global_batch_size: int,
+        batch_schedule: BatchSchedule | int,
         seq_length: int,
         seed: int,
         *,
@@ -128,13 +128,13 @@ class TrainingOrder(_BatchedOrder):
         name: str = TRAIN_DATASET_NAME,
         build: bool = False,
     ) -> None:
-        self._args = dict(data_prefix=data_prefix, train_iters=train_iters, global_batch_size=global_batch_size,
+        self._args = dict(data_prefix=data_prefix, train_iters=train_iters, batch_schedule=batch_schedule,
                           seq_length=seq_length, seed=seed, num_samples=num_samples, name=name)
         self.data_prefix = str(data_prefix)
-        self.train_iters, self.global_batch_size = int(train_iters), int(global_batch_size)
+        self.train_iters, self.batch_schedule = int(train_iters), _schedule(batch_schedule)
         self.seq_length, self.seed = int(seq_length), int(seed)
-        self.num_samples = num_samples if num_samples is not None else gpt_neox_num_samples(
-            self.train_iters, self.global_batch_size)
+        self.num_samples = num_samples if num_samples is not None else self.batch_schedule.num_samples(
+            self.train_iters)
         self.dataset = IndexedDataset(self.data_prefix)
         # Samples touch a few KB at random places: no read-ahead around each page fault.
         self._tokens = _map_tokens(self.data_prefix, self.dataset.dtype, random_access=True)
@@ -144,10 +144,12 @@ class TrainingOrder(_BatchedOrder):
                                  self.seed, name)
         missing = [str(p) for p in self.paths.values() if not p.is_file()]
         if missing:
+            batch = (f"--global-batch-size {self.batch_schedule.final}" if not self.batch_schedule.ramp
+                     else "--config SUITE.yaml")  # a ramp is the suite's training.batch_ramp
             raise PythiaReproError(
                 f"index map {missing[0]} not found; build the maps with `pythia-repro order "
-                f"--data-prefix {self.data_prefix} --train-iters {self.train_iters} --global-batch-size "
-                f"{self.global_batch_size} --seq-length {self.seq_length} --seed {self.seed}`")
+                f"--data-prefix {self.data_prefix} --train-iters {self.train_iters} {batch} "
+                f"--seq-length {self.seq_length} --seed {self.seed}`")
         self.doc_idx, self.sample_idx, self.shuffle_idx = load_index_maps(self.paths)
         if len(self.doc_idx) % max(len(self.dataset), 1) or int(self.sample_idx[-1, 0]) >= len(self.doc_idx):
             raise PythiaReproError(f"{self.paths['doc']} does not fit {self.data_prefix} ({len(self.dataset):,} "
@@ -269,10 +271,10 @@ class TrainingOrder(_BatchedOrder):
             if len(found) == wanted.size:
                 break
             chunk = np.asarray(self.shuffle_idx[start : start + _SCAN_CHUNK])
-            for offset in np.flatnonzero(np.isin(chunk, wanted)):
-                j = start + int(offset)
-                step, position = divmod(j, self.global_batch_size)
-                found[int(chunk[offset])] = Location(j, int(chunk[offset]), step, position)
+            offsets = np.flatnonzero(np.isin(chunk, wanted))
+            steps, positions = self.batch_schedule.step_of(start + offsets)
+            for offset, step, position in zip(offsets.tolist(), steps.tolist(), positions.tolist(), strict=True):
+                found[int(chunk[offset])] = Location(start + offset, int(chunk[offset]), step, position)
         missing = [int(i) for i in wanted if int(i) not in found]
         if missing:  # shuffle_idx is a permutation of all samples, so only a damaged file gets here
             raise PythiaReproError(f"sample {missing[0]} is not in {self.paths['shuffle']}")
@@ -328,6 +330,12 @@ class TrainingOrder(_BatchedOrder):
         return entries
 
 
+def _schedule(batch_schedule: BatchSchedule | int) -> BatchSchedule:
+    if isinstance(batch_schedule, BatchSchedule):
+        return batch_schedule
+    return BatchSchedule.constant(batch_schedule)
+
+
 def _map_tokens(prefix: str, dtype: np.dtype, random_access: bool) -> np.ndarray:
     """PREFIX.bin as a read-only array over a memory map (plain ndarray: no memmap overhead)."""
     with open(prefix + ".bin", "rb") as fh:
@@ -358,10 +366,10 @@ class PreshuffledOrder(_BatchedOrder):
     The rows are contiguous in the .bin, so a batch is one slice of the memory map.
     """
 
-    def __init__(self, prefix: str | Path, global_batch_size: int, seq_length: int | None = None) -> None:
-        self._args = dict(prefix=prefix, global_batch_size=global_batch_size, seq_length=seq_length)
+    def __init__(self, prefix: str | Path, batch_schedule: BatchSchedule | int, seq_length: int | None = None) -> None:
+        self._args = dict(prefix=prefix, batch_schedule=batch_schedule, seq_length=seq_length)
         self.prefix = str(prefix)
-        self.global_batch_size = int(global_batch_size)
+        self.batch_schedule = _schedule(batch_schedule)
         self.dataset = IndexedDataset(self.prefix)
         sizes = self.dataset.sizes
         if len(sizes) == 0:

@@ -17,10 +17,11 @@ import numpy as np
 from pythia_repro.atomic import atomic_file
 from pythia_repro.config import load_suite
 from pythia_repro.data.batch import PreshuffledOrder, TrainingOrder, locations
+from pythia_repro.data.batch_schedule import BatchSchedule
 from pythia_repro.data.corpus import EMPTY_SHARD_POLICIES, MALFORMED_POLICIES, ReadPolicy
 from pythia_repro.data.dedup import apply_keep, cluster_shards, shard_signatures
 from pythia_repro.data.indexed import IndexedDataset
-from pythia_repro.data.order import build_index_mappings, gpt_neox_num_samples
+from pythia_repro.data.order import build_index_mappings
 from pythia_repro.data.synthetic import write_corpus
 from pythia_repro.errors import PythiaReproError
 
@@ -152,8 +153,13 @@ def _register_dedup(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _order(args: argparse.Namespace) -> None:
+    _from_suite(args, per_model=False)
+    missing = [flag for flag, value in (("--train-iters", args.train_iters), ("--seq-length", args.seq_length),
+                                        ("--seed", args.seed)) if value is None]
+    if missing:
+        raise PythiaReproError(f"{', '.join(missing)} needed (or --config S.yaml for all but --seed)")
     dataset = IndexedDataset(args.data_prefix)
-    num_samples = gpt_neox_num_samples(args.train_iters, args.global_batch_size)
+    num_samples = args.batch_schedule.num_samples(args.train_iters)
     maps = build_index_mappings(args.data_prefix, dataset.sizes, num_samples, args.seq_length, args.seed,
                                 force=args.force)
     print(json.dumps({
@@ -166,28 +172,34 @@ def _order(args: argparse.Namespace) -> None:
     }, indent=2))
 
 
-def _from_suite(args: argparse.Namespace) -> None:
-    """--config S.yaml --model M: the data prefix, train_iters, batch size, seq length and seed
-    of that model's run, for the flags not given explicitly."""
+def _from_suite(args: argparse.Namespace, per_model: bool = True) -> None:
+    """--config S.yaml: the suite's train_iters, seq length and batch schedule (a batch ramp
+    included), and with --model M (batch, locate) that model's data prefix and seed, for the
+    flags not given explicitly; sets `args.batch_schedule`. An explicit --global-batch-size is
+    one batch size for every step."""
+    suite = None
     if args.config is None:
-        if args.model is not None:
+        if per_model and args.model is not None:
             raise PythiaReproError("--model needs --config (the suite it belongs to)")
     else:
-        from pythia_repro.config import load_suite
-
-        if args.model is None:
+        if per_model and args.model is None:
             raise PythiaReproError("--config needs --model: whose training run to look at")
         suite = load_suite(args.config)
-        spec = suite.model(args.model)
-        filled = {"data_prefix": str(suite.layout.data_prefix(spec.data)), "train_iters": suite.train_iters,
-                  "global_batch_size": suite.global_batch_size, "seq_length": suite.seq_length, "seed": spec.seed}
+        filled = {"train_iters": suite.train_iters, "seq_length": suite.seq_length}
+        if per_model:
+            spec = suite.model(args.model)
+            filled.update(data_prefix=str(suite.layout.data_prefix(spec.data)), seed=spec.seed)
         for key, value in filled.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
+    if args.global_batch_size is not None:
+        args.batch_schedule = BatchSchedule.constant(args.global_batch_size)
+    else:
+        args.batch_schedule = suite.batch_schedule if suite is not None else None
     missing = [flag for flag, value in (("--data-prefix", args.data_prefix),
-                                        ("--global-batch-size", args.global_batch_size)) if value is None]
+                                        ("--global-batch-size", args.batch_schedule)) if value is None]
     if missing:
-        raise PythiaReproError(f"{', '.join(missing)} needed (or --config S.yaml --model M)")
+        raise PythiaReproError(f"{', '.join(missing)} needed (or --config S.yaml{' --model M' if per_model else ''})")
 
 
 def _untrained(what: str, train_iters: int, allow: bool) -> None:
@@ -202,12 +214,12 @@ def _untrained(what: str, train_iters: int, allow: bool) -> None:
 def _open_order(args: argparse.Namespace) -> TrainingOrder | PreshuffledOrder:
     _from_suite(args)
     if args.preshuffled:
-        return PreshuffledOrder(args.data_prefix, args.global_batch_size, args.seq_length)
+        return PreshuffledOrder(args.data_prefix, args.batch_schedule, args.seq_length)
     missing = [flag for flag, value in (("--train-iters", args.train_iters), ("--seed", args.seed),
                                         ("--seq-length", args.seq_length)) if value is None]
     if missing:
         raise PythiaReproError(f"{', '.join(missing)} needed to find the index maps (or pass --preshuffled)")
-    return TrainingOrder(args.data_prefix, args.train_iters, args.global_batch_size, args.seq_length, args.seed)
+    return TrainingOrder(args.data_prefix, args.train_iters, args.batch_schedule, args.seq_length, args.seed)
 
 
 def _decode(tokenizer_json: str, rows: np.ndarray, label: str) -> None:
@@ -245,9 +257,10 @@ def _locate(args: argparse.Namespace) -> None:
         raise PythiaReproError("nothing to locate: give --training-sample, --sample or --document")
     order = _open_order(args)
     if args.train_iters is not None:
-        late = [j for j in args.training_sample or () if j // args.global_batch_size >= args.train_iters]
+        schedule = args.batch_schedule
+        late = [j for j in args.training_sample or () if j >= schedule.samples_before(args.train_iters)]
         if late:
-            _untrained(f"--training-sample {late[0]} (step {late[0] // args.global_batch_size})", args.train_iters,
+            _untrained(f"--training-sample {late[0]} (step {schedule.step_of(late[0])[0]})", args.train_iters,
                        args.allow_untrained)
     try:
         result = locations(order, training_samples=args.training_sample or (), samples=args.sample or (),
@@ -262,12 +275,11 @@ def _locate(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
-
-
 def _add_order_flags(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument("--data-prefix", required=required, help="token file prefix (PREFIX.bin, PREFIX.idx)")
     p.add_argument("--train-iters", type=int, required=required, help="training steps (names the maps)")
-    p.add_argument("--global-batch-size", type=int, required=required, help="samples per step")
+    p.add_argument("--global-batch-size", type=int, required=required,
+                   help="samples per step, every step (a suite's batch ramp comes with --config)")
     p.add_argument("--seq-length", type=int, required=required, help="tokens per sample, less one")
     p.add_argument("--seed", type=int, required=required, help="the run's seed (GPT-NeoX `seed`)")
 
@@ -276,9 +288,12 @@ def _register_order(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "order", help="build GPT-NeoX v1.0's data order (doc/sample/shuffle index maps) for a token file",
         description="Writes PREFIX_train_0_indexmap_{N}ns_{S}sl_{SEED}s_{doc,sample,shuffle}_idx.npy "
-                    "with N = ceil(train_iters * global_batch_size * 1.005), as GPT-NeoX v1.0 would; "
-                    "skips the work when all three exist and fit. Prints a JSON summary.")
-    _add_order_flags(p, required=True)
+                    "with N = ceil(train_iters * global_batch_size * 1.005), as GPT-NeoX v1.0 would "
+                    "(with a batch ramp: the samples of its steps x 1.005); skips the work when all "
+                    "three exist and fit. Prints a JSON summary.")
+    _add_order_flags(p, required=False)
+    p.add_argument("--config", help="suite config: fills --train-iters, --seq-length and the batch "
+                                    "schedule (training.batch_ramp included) not given explicitly")
     p.add_argument("--force", action="store_true", help="rebuild even if the maps exist")
     p.set_defaults(handler=_order)
 
@@ -301,7 +316,8 @@ def _register_order(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "locate", help="where in training a sample or document was: step and position in the batch",
-        description="Prints JSON. --training-sample J: sample J of training order (step J // B). "
+        description="Prints JSON. --training-sample J: sample J of training order (step J // B, or "
+                    "by the suite's batch ramp). "
                     "--sample I: sample I of the unshuffled stream (row I of sample_idx). --document D: "
                     "every sample holding tokens of document D. 'trained' tells whether the step is "
                     "below --train-iters (GPT-NeoX builds 0.5%% spare samples).")

@@ -27,7 +27,7 @@ fits in a few GB with no compiled extension.
 File names are GPT-NeoX's, so GPT-NeoX itself would load ours:
 ``{prefix}_{name}_indexmap_{num_samples}ns_{seq_length}sl_{seed}s_{doc,sample,shuffle}_idx.npy``.
 Pythia trained with ``train-data-paths`` (one dataset, all documents, name ``train_0``) and asked
-for ``ceil(train_iters * global_batch_size * 1.005)`` samples.
+for ``ceil(train_iters * global_batch_size * 1.005)`` samples (a batch ramp: its samples x 1.005).
 """
 
 from __future__ import annotations
@@ -56,15 +56,16 @@ _DOC_CHUNK = 1 << 23
 _ROW_CHUNK = 1 << 22
 
 
-def gpt_neox_num_samples(train_iters: int, global_batch_size: int, weight: float = 1.0) -> int:
-    """Samples GPT-NeoX v1.0 asks a ``train-data-paths`` dataset for: ceil(T * B * w * 1.005).
+def gpt_neox_num_samples(train_samples: int, weight: float = 1.0) -> int:
+    """Samples GPT-NeoX v1.0 asks a ``train-data-paths`` dataset for: ceil(N * w * 1.005).
 
-    Computed in floating point exactly as GPT-NeoX does (Pythia: 143000 x 1024 -> 147,164,160).
+    N is the samples training consumes, train_iters x global_batch_size for GPT-NeoX (a batch
+    ramp's sum: `BatchSchedule.num_samples`). Computed in floating point exactly as GPT-NeoX does
+    (`get_normalized_weights_and_num_samples`; Pythia: 143000 x 1024 -> 147,164,160).
     """
-    if train_iters < 0 or global_batch_size < 1:
-        raise PythiaReproError(f"train_iters must be >= 0 and global_batch_size >= 1, got "
-                         f"{train_iters} and {global_batch_size}")
-    return int(math.ceil(train_iters * global_batch_size * weight * NUM_SAMPLES_MARGIN))
+    if train_samples < 0:
+        raise PythiaReproError(f"train_samples must be >= 0, got {train_samples}")
+    return int(math.ceil(train_samples * weight * NUM_SAMPLES_MARGIN))
 
 
 def index_map_paths(

@@ -171,7 +171,7 @@ def _save_one(suite, engine_factory, model_name: str, step: int, stage: int) -> 
         "step": step, "model": model_name, "arch": spec.arch, "size": spec.size, "shape": spec.shape.as_dict(),
         "vocab_size": vocab, "seq_length": suite.seq_length, "hf_config": hf,
         "tokenizer": str(layout.tokenizer), "zero_stage": stage,
-        "samples_consumed": step * suite.global_batch_size, "complete": True,
+        "samples_consumed": suite.batch_schedule.samples_before(step), "complete": True,
     }
     (layout.checkpoint(model_name, step) / CHECKPOINT_MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
     marker = layout.segment_marker(model_name, suite.segment_for_step(model_name, step))

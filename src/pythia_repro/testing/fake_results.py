@@ -26,9 +26,10 @@ def _metrics(suite: Suite, rng: np.random.Generator) -> None:
         steps = np.arange(1, suite.train_iters + 1)
         loss = 2.0 + 6.0 / np.sqrt(steps) + 0.05 * i + rng.normal(0, 0.03, len(steps))
         lr = 1e-3 * np.minimum(1.0, steps / max(1, suite.train_iters // 10))
+        batch = suite.batch_schedule.batch_size(steps - 1)  # record s is the update on batch s - 1
         write_text(layout.metrics(spec.name), "".join(
-            json.dumps({"step": int(s), "loss": float(v), "lr": float(r)}) + "\n" for s, v, r in zip(steps, loss, lr,
-                                                                                                    strict=True)))
+            json.dumps({"step": int(s), "loss": float(v), "lr": float(r), "batch_size": int(b)}) + "\n"
+            for s, v, r, b in zip(steps, loss, lr, batch, strict=True)))
         for end in suite.segment_ends(spec.name):
             write_json(layout.segment_marker(spec.name, end), {"model": spec.name, "end": end, "fake": True})
     from pythia_repro.train.plot import plot_loss
@@ -74,7 +75,7 @@ def _memorization(suite: Suite, rng: np.random.Generator, tmp: Path) -> None:
         steps = suite.memorization_steps(spec.name)
         if not steps:
             continue
-        n = steps[-1] * suite.global_batch_size
+        n = suite.batch_schedule.samples_before(steps[-1])
         mem = rng.random(n) < 0.03
         path = tmp / f"{spec.name}.parquet"
         write_scores(path, np.arange(n), np.where(mem, 1.0, rng.random(n) * 0.5), mem)

@@ -1,4 +1,5 @@
-"""The suite's training curves: loss (and learning rate) against step, one line per model."""
+"""The suite's training curves against step, one line per model: loss, learning rate, and tokens
+per step (flat for one batch size, stairs for a batch ramp such as PaLM's)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_loss(suite: Suite, output: str | Path) -> Path:
-    """Write the loss/lr figure of every model with metrics to `output` (PNG, PDF, ... by suffix)."""
+    """Write the loss/lr/batch figure of every model with metrics to `output` (PNG, PDF, ... by suffix)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     output = Path(output)
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, height_ratios=[3, 1])
+    fig, (ax_loss, ax_lr, ax_tokens) = plt.subplots(3, 1, figsize=(8, 8.5), sharex=True, height_ratios=[3, 1, 1])
     plotted = 0
     window = max(1, suite.train_iters // 100)  # one smoothing span for all, interventions included
     for spec in suite.models:
@@ -39,18 +40,29 @@ def plot_loss(suite: Suite, output: str | Path) -> Path:
         style = {"linestyle": "--"} if spec.is_intervention else {}
         line, = ax_loss.plot(steps, _smooth(loss, window), label=spec.name, linewidth=1.2, **style)
         ax_lr.plot(steps, [r["lr"] for r in rows], color=line.get_color(), linewidth=1.0, **style)
+        # Record s is the update on batch s - 1: its tokens hold over (s - 1, s], hence steps-pre.
+        # From the schedule, not the record, so metrics written before `batch_size` existed plot.
+        tokens = suite.batch_schedule.batch_size(steps - 1) * suite.seq_length
+        ax_tokens.plot(steps, tokens, color=line.get_color(), linewidth=1.0, drawstyle="steps-pre", **style)
         plotted += 1
     ax_loss.set_ylabel("training loss (nats/token, smoothed)")
-    ax_loss.set_title(f"{suite.name}: {suite.train_iters} steps of {suite.global_batch_size} x {suite.seq_length}"
-                      " tokens")
+    schedule = suite.batch_schedule
+    if schedule.ramp:
+        title = f"{suite.name}: {suite.train_iters} steps of {suite.seq_length}-token sequences, batch {schedule}"
+    else:
+        title = f"{suite.name}: {suite.train_iters} steps of {suite.global_batch_size} x {suite.seq_length} tokens"
+    ax_loss.set_title(title, fontsize=10)
     ax_loss.grid(alpha=0.3)
     if plotted:
         ax_loss.legend(fontsize=8)
     else:
         ax_loss.text(0.5, 0.5, "no metrics yet", ha="center", va="center", transform=ax_loss.transAxes)
     ax_lr.set_ylabel("learning rate")
-    ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
+    ax_tokens.set_ylabel("tokens per step")
+    ax_tokens.set_ylim(bottom=0)  # a constant batch is a flat line above 0, not a full-height band
+    ax_tokens.set_xlabel("step")
+    ax_tokens.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_file(output, "wb") as fh:
         fig.savefig(fh, format=output.suffix.lstrip(".") or "png", dpi=120)

@@ -71,9 +71,12 @@ def attention_implementation(device: torch.device, precision: str, requested: st
 
 
 def deepspeed_config(training: TrainingSection, world_size: int, num_params: int, device: torch.device) -> dict:
-    """DeepSpeed's JSON config: batch geometry, clipping, ZeRO and precision from the suite."""
+    """DeepSpeed's JSON config: batch geometry, clipping, ZeRO and precision from the suite.
+
+    The batch is the one after any ramp; `Run.micro_batches` sets each step's own (the micro-batch
+    is the same for all: the smallest batch over the ranks unless given)."""
     global_batch = training.global_batch_size
-    micro = training.micro_batch_size or global_batch // world_size
+    micro = training.micro_batch_size or training.batch_schedule.smallest // world_size
     bucket = int(min(5e8, max(num_params, 1)))  # GPT-NeoX's 5e8, capped: no 2 GB buffer for a tiny model
     return {
         "train_batch_size": global_batch,
@@ -222,12 +225,16 @@ def train_step(engine, micro_batches: list[tuple[torch.Tensor, torch.Tensor]], z
     """One optimizer step: forward/backward of each micro-batch, DeepSpeed's update at the last.
 
     Each micro-batch's loss is its mean over tokens (plus the z-loss, see `lm_loss`); DeepSpeed
-    divides by the accumulation steps and averages over ranks, so the gradient is that of the
-    global batch's mean token loss. Returns this rank's mean micro-batch cross-entropy (a tensor,
-    not synchronised).
+    divides by the accumulation steps (the engine's, which must be len(micro_batches)) and
+    averages over ranks, so the gradient is that of the global batch's mean token loss. Returns
+    this rank's mean micro-batch cross-entropy (a tensor, not synchronised).
     """
     losses = []
-    for inputs, labels in micro_batches:
+    for k, (inputs, labels) in enumerate(micro_batches):
+        # The update comes at this step's last micro-batch. DeepSpeed would otherwise place it by
+        # its count of micro-batches since the engine was built, which a batch ramp or a resume
+        # into a later ramp phase puts out of step with the accumulation.
+        engine.set_gradient_accumulation_boundary(k == len(micro_batches) - 1)
         objective, cross_entropy = lm_loss(engine(input_ids=inputs).logits, labels, z_loss)
         engine.backward(objective)
         engine.step()
@@ -284,7 +291,7 @@ def checkpoint_manifest(suite: Suite, spec: ModelSpec, built: Engine, vocab: int
         "hf_config": json.loads(built.engine.module.config.to_json_string()),
         "tokenizer": str(suite.layout.tokenizer), "zero_stage": suite.training.zero_stage,
         "precision": suite.training.precision, "world_size": world_size,
-        "global_batch_size": suite.global_batch_size, "data": spec.data,
+        "global_batch_size": suite.global_batch_size, "batch_ramp": list(suite.training.batch_ramp), "data": spec.data,
         "data_prefix": str(suite.layout.data_prefix(spec.data)), "seed": spec.seed, "base": spec.base,
         "branch_step": spec.branch_step, "substitution": spec.substitution, "train_iters": suite.train_iters,
         "lr_schedule": built.lr_args, "attention": built.attention,
@@ -311,8 +318,16 @@ class Run:
     def engine(self):
         return self.built.engine
 
+    def micro_batches(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of `step`'s batch, with the engine's accumulation set to match: at a
+        ramp boundary, and at the start of every run (it may resume inside any ramp phase)."""
+        size = self.batches.schedule.batch_size(step)
+        if self.engine.train_batch_size() != size:
+            self.engine.set_train_batch_size(size)
+        return self.batches.micro_batches(step)
+
     def save(self, step: int, loss: float | None, reason: str) -> None:
-        samples = step * self.suite.global_batch_size
+        samples = self.suite.batch_schedule.samples_before(step)
         save_dir = self.suite.layout.checkpoints_dir(self.spec.name)
         manifest = {**self.manifest, "step": step, "samples_consumed": samples, "scheduled": step in self.schedule,
                     "reason": reason, "loss": loss, "saved_at": time.time()}
@@ -323,8 +338,11 @@ class Run:
             _log(self.spec.name, f"checkpoint step{step} ({reason})")
 
     def metrics(self, step: int, loss: float, lr: float, elapsed: float) -> dict:
-        """The metrics.jsonl line of a finished step (PaLM-style MFU against the device's peak)."""
-        tokens_per_s = self.suite.global_batch_size * self.suite.seq_length / elapsed
+        """The metrics.jsonl line of finished step `step` (the update on batch step - 1; PaLM-style
+        MFU against the device's peak)."""
+        schedule = self.suite.batch_schedule
+        batch_size = schedule.batch_size(step - 1)
+        tokens_per_s = batch_size * self.suite.seq_length / elapsed
         world = self.dist_env.world_size
         grad_norm = self.engine.get_global_grad_norm()
         record = {
@@ -332,7 +350,7 @@ class Run:
             "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
             "tokens_per_s": tokens_per_s,
             "mfu": tokens_per_s * self.built.flops_per_token / (world * self.peak_flops) if self.peak_flops else None,
-            "samples": step * self.suite.global_batch_size, "step_time_s": elapsed,
+            "batch_size": batch_size, "samples": schedule.samples_before(step), "step_time_s": elapsed,
         }
         if self.suite.training.precision == "fp16":
             record["loss_scale"] = float(self.engine.optimizer.cur_scale)
@@ -350,7 +368,7 @@ def prepare_run(suite: Suite, spec: ModelSpec, options: RunOptions, dist_env: Di
         if rank == 0:
             own = source[0] == suite.layout.checkpoints_dir(spec.name)
             _log(spec.name, f"{'resumed' if own else f'branched from {spec.base}'} at step {source[1]}")
-    order = TrainingOrder(suite.layout.data_prefix(spec.data), suite.train_iters, suite.global_batch_size,
+    order = TrainingOrder(suite.layout.data_prefix(spec.data), suite.train_iters, suite.batch_schedule,
                           suite.seq_length, spec.seed, num_samples=suite.num_samples)
     substitution = None
     if spec.substitution:
@@ -358,7 +376,7 @@ def prepare_run(suite: Suite, spec: ModelSpec, options: RunOptions, dist_env: Di
         substitution = Substitution(table, vocab)
         if rank == 0:
             _log(spec.name, f"substitution {spec.substitution}: {len(table)} token pairs")
-    batches = RankBatches(order, suite.global_batch_size, built.ds_config["train_micro_batch_size_per_gpu"], rank,
+    batches = RankBatches(order, suite.batch_schedule, built.ds_config["train_micro_batch_size_per_gpu"], rank,
                           world, device, substitution)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return Run(suite, spec, dist_env, device, built, batches, start=source[1] if source else 0,
@@ -411,7 +429,7 @@ def train_segment(suite: Suite, model_name: str, until_step: int, options: RunOp
             while step < until_step:
                 t0 = time.perf_counter()
                 lr = run.engine.get_lr()[0]  # the rate this update uses: DeepSpeed steps the schedule after it
-                loss_sum = train_step(run.engine, run.batches.micro_batches(step), suite.training.z_loss)
+                loss_sum = train_step(run.engine, run.micro_batches(step), suite.training.z_loss)
                 if world > 1:
                     dist.all_reduce(loss_sum)
                 loss = loss_sum.item() / world
