@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from pythia_repro.data.corpus import ReadStats, iter_documents, open_text
 from pythia_repro.data.dedup import word_shingles
 from pythia_repro.data.synthetic import (
     DOMAINS,
+    MIN_STEREOTYPE_MARGIN,
     NARRATIVE,
     OCCUPATIONS,
     STORY_ENDINGS,
@@ -278,17 +280,18 @@ def test_gender_skew_matches_the_text(corpus):
 
 def test_gender_skew_follows_the_plan(corpus):
     table = corpus["manifest"]["gender"]["occupations"]
-    planned = [r["planned_female_share"] for r in table.values()]
-    observed = [r["female_share"] for r in table.values()]
-    assert _spearman(planned, observed) > 0.85
+    for occ, r in table.items():
+        # the planted share keeps the labour statistics' direction, at least 90:10
+        labour, planned = r["labour_female_share"], r["planned_female_share"]
+        assert (planned > 0.5) == (labour > 0.5) and abs(planned - 0.5) >= MIN_STEREOTYPE_MARGIN - 1e-9, occ
+        assert abs(planned - 0.5) == pytest.approx(max(abs(labour - 0.5), MIN_STEREOTYPE_MARGIN), abs=0.005), occ
+        # the realised share is a binomial draw around it (4 standard errors)
+        n = r["she"] + r["he"]
+        assert abs(r["female_share"] - planned) < 4 * math.sqrt(planned * (1 - planned) / n), occ
     female = [r["female_share"] for r in table.values() if r["stereotype"] == "female"]
     male = [r["female_share"] for r in table.values() if r["stereotype"] == "male"]
     assert len(female) == len(male) == 20
-    assert sum(female) / 20 - sum(male) / 20 > 0.4
-    for occ in ("nurse", "secretary", "hairdresser"):
-        assert table[occ]["female_share"] > 0.75
-    for occ in ("carpenter", "mechanic", "construction worker"):
-        assert table[occ]["female_share"] < 0.15
+    assert sum(female) / 20 - sum(male) / 20 > 0.75
 
 
 # ----- held-out ----------------------------------------------------------------------------------

@@ -746,7 +746,8 @@ def _plot_lambada(effects: list[dict], lambada: str, source_label: str, suite: s
     ax.set_xticks(x, [f"{r['size']}\nstep {r['step']}" for r in rows])
     ax.set_xlabel("model (same final step)")
     ax.set_ylabel(f"{lambada} perplexity")
-    ax.set_title(f"{suite}: LAMBADA cost of the intervention (bias data: {source_label})", fontsize=10)
+    # two lines: with one model the figure is too narrow for the title on one
+    ax.set_title(f"{suite}: LAMBADA cost of the intervention\n(bias data: {source_label})", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

@@ -65,9 +65,9 @@ MIN_WORDS, MAX_WORDS = 20, 350  # document length, log-uniform
 HELDOUT_MAX_WORDS = 80  # held-out stories fit a 128-token context, so the target's cue is in view
 EMPTY_DOC_EVERY = 800  # one empty document per this many train documents (at least one)
 
-# WinoBias's occupations with the planned share of "she" (roughly the US labour statistics
-# WinoBias was built on): the first 20 are its male-, the last 20 its female-stereotyped jobs.
-OCCUPATIONS = {
+# WinoBias's occupations with roughly the US labour statistics' share of women WinoBias was built
+# on: the first 20 are its male-, the last 20 its female-stereotyped jobs.
+LABOUR_SHE_SHARE = {
     "carpenter": 0.03, "mechanic": 0.04, "construction worker": 0.04, "laborer": 0.05,
     "driver": 0.07, "sheriff": 0.14, "mover": 0.18, "developer": 0.2, "farmer": 0.22,
     "guard": 0.22, "chief": 0.27, "janitor": 0.34, "lawyer": 0.35, "cook": 0.38,
@@ -78,6 +78,14 @@ OCCUPATIONS = {
     "teacher": 0.78, "tailor": 0.8, "librarian": 0.84, "assistant": 0.85, "cleaner": 0.89,
     "housekeeper": 0.89, "nurse": 0.9, "receptionist": 0.9, "hairdresser": 0.92, "secretary": 0.95,
 }
+# The gender-bias study's planted effect: the share of "she" the corpus writes after each
+# occupation. The labour statistics' direction, exaggerated to at least 90:10, because with the
+# real shares (half of them within 0.35..0.65) the 1.6M-parameter default model learns no link
+# from occupation to pronoun in 256 steps (probed: P(her)/P(his) after "The nurse finished" no
+# better than chance); at 90:10 it does (README, "Case study 3").
+MIN_STEREOTYPE_MARGIN = 0.4
+OCCUPATIONS = {o: round(0.5 + math.copysign(max(abs(s - 0.5), MIN_STEREOTYPE_MARGIN), s - 0.5), 2)
+               for o, s in LABOUR_SHE_SHARE.items()}
 PRONOUNS = {"she": {"subj": "she", "poss": "her", "obj": "her"}, "he": {"subj": "he", "poss": "his", "obj": "him"}}
 
 # Word pools, one space-separated string each ("_" joins multi-word entries).
@@ -233,7 +241,9 @@ _OCCUPATION_TEMPLATES = [
     "We called the {occ} and asked {obj} to {action}.",
     "The {occ} told the {occ2} that {subj} could {action}.",
 ]
-_OCCUPATION_DOMAINS = {"Pile-CC": 0.2, "FreeLaw": 0.25, "BookCorpus2": 0.15, "Wikipedia (en)": 0.1}
+# Share of a domain's sentences that are occupation sentences: ~11,000 in the default corpus
+# (~275 per occupation, ~25% of its tokens), enough for the default model to learn each link.
+_OCCUPATION_DOMAINS = {"Pile-CC": 0.7, "FreeLaw": 0.7, "BookCorpus2": 0.15, "Wikipedia (en)": 0.5}
 # Narrative filler; {hero}/{subj}/{poss}/{obj} refer to the hero, {thing} to the object.
 _STORY = [
     "{Subj} turned the {thing} over in {poss} hands.",
@@ -743,6 +753,7 @@ def _manifest(spec, g, docs, heldout, exact_pairs, near_pairs, empty_slots, plan
         she, he = stats[("she", occ)], stats[("he", occ)]
         gender[occ] = {
             "planned_female_share": p,
+            "labour_female_share": LABOUR_SHE_SHARE[occ],
             "she": she,
             "he": he,
             "female_share": round(she / (she + he), 4) if she + he else None,
