@@ -167,3 +167,25 @@ def test_ranks_must_split_the_global_batch() -> None:
     with pytest.raises(ConfigError, match=r"^config: training.global_batch_size: 16 does not split evenly over "
                                           r"training.ranks 3"):
         load_suite(cfg)
+
+
+def test_custom_size_takes_the_llama_and_palm_fields() -> None:
+    """A suite's own `sizes:` row may set what PaLM-style shapes need: head_dim (here heads x
+    head_dim != d_model), swiglu_ffn and PaLM's init; the model is built with them."""
+    from pythia_repro.models.build import build_model
+
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["sizes"] = {"palm-mini": {"layers": 1, "d_model": 64, "heads": 3, "ffn": 256, "lr": 1e-2,
+                                  "min_lr": 1e-3, "init": "palm", "head_dim": 24, "swiglu_ffn": 160}}
+    cfg["models"] = [{"size": "palm-mini", "arch": "palm", "data": ["standard"]}]
+    cfg["interventions"] = []
+    shape = load_suite(cfg).size_shape("palm-mini")
+    assert (shape.head_dim, shape.swiglu_ffn, shape.init) == (24, 160, "palm")
+    model = build_model("palm", shape, vocab_size=128, seq_length=16, seed=0)
+    layer = model.model.layers[0]
+    assert layer.self_attn.q_proj.weight.shape == (3 * 24, 64)
+    assert layer.mlp.gate_proj.weight.shape == (160, 64)
+
+    del cfg["sizes"]["palm-mini"]["head_dim"]
+    with pytest.raises(ConfigError, match=r"sizes.palm-mini: d_model must be divisible by heads \(or set head_dim\)"):
+        load_suite(cfg).size_shape("palm-mini")

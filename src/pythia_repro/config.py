@@ -551,14 +551,16 @@ class Suite:
         if size not in table:
             raise ConfigError(f"{self.source}: models: unknown size {size!r}; known: {sorted(table)}")
         shape = table[size]
-        if shape.d_model % shape.heads:
-            raise ConfigError(f"{self.source}: sizes.{size}: d_model must be divisible by heads")
+        # an explicit head_dim (llama/palm) frees d_model from being heads x head width
+        if shape.d_model % shape.heads and not self.config["sizes"].get(size, {}).get("head_dim"):
+            raise ConfigError(f"{self.source}: sizes.{size}: d_model must be divisible by heads (or set head_dim)")
         return shape
 
     def approx_parameters(self, model: str) -> int:
         """A model's parameter count as the rules' memory requests need it, without torch (see
         Shape.approx_parameters); a tokenizer file or Hub tokenizer is taken to be GPT-NeoX-20B's size."""
-        return self.model(model).shape.approx_parameters(self.tokenizer.approx_size)
+        spec = self.model(model)
+        return spec.shape.approx_parameters(self.tokenizer.approx_size, spec.arch)
 
     def _build_models(self) -> list[ModelSpec]:
         prefix = self.config["name_prefix"]

@@ -144,3 +144,12 @@ def test_model_info_cli_for_a_palm_size() -> None:
     info = json.loads(out)
     assert info["num_parameters"] == 8_632_012_800 and info["padded_vocab_size"] == PALM_VOCAB
     assert info["shape"]["head_dim"] == 256
+
+
+@pytest.mark.parametrize("size", [s for s in SIZES if s.startswith(("llama-", "palm-"))])
+def test_memory_requests_count_llama_and_palm_shapes_exactly(size: str) -> None:
+    # The torch-free count the rules' memory requests use, against the meta-device model's.
+    arch, vocab = ("llama", LLAMA_VOCAB) if size.startswith("llama") else ("palm", PALM_VOCAB)
+    if size.endswith("-tiny"):
+        vocab = 512
+    assert SIZES[size].approx_parameters(vocab, arch) == size_info(size, arch, vocab)["num_parameters"]

@@ -3,8 +3,7 @@
 Shapes and learning rates are Pythia's (EleutherAI/pythia models/*.yml), LLaMA's (Touvron et al.
 2023, Table 2) and PaLM's (Chowdhery et al. 2022, Table 1), each row citing its source; the tiny
 sizes exist so the embedded default config trains on a 2-core CPU in minutes. A suite config
-may add its own sizes under `sizes:` with the schema's fields (head_dim, swiglu_ffn and init
-"palm" are so far the built-in table's only).
+may add its own sizes under `sizes:` with the same fields.
 """
 
 from __future__ import annotations
@@ -64,11 +63,18 @@ class Shape:
     def padded_vocab(self, tokenizer_size: int) -> int:
         return padded_vocab_size(tokenizer_size, self.model_parallel)
 
-    def approx_parameters(self, tokenizer_size: int) -> int:
-        """A torch-free GPT-NeoX-shaped count (untied embeddings, 12d² + 13d per layer) of the
-        padded vocabulary: what memory requests need, within 1% of the published counts."""
-        d = self.d_model
-        return 2 * self.padded_vocab(tokenizer_size) * d + self.layers * (12 * d * d + 13 * d)
+    def approx_parameters(self, tokenizer_size: int, arch: str = "gpt-neox") -> int:
+        """A torch-free count of the padded vocabulary's model, what memory requests need: within
+        1% for GPT-NeoX (untied embeddings, 12d² + 13d per layer), exact for the llama block
+        (untied, 4 attention matrices, SwiGLU, 2 RMSNorms) and the palm block (shared embeddings,
+        multi-query attention: one key and one value head, SwiGLU, one bias-free LayerNorm)."""
+        d, v, f = self.d_model, self.padded_vocab(tokenizer_size), self.swiglu_ffn
+        inner = self.heads * self.head_dim
+        if arch == "llama":
+            return 2 * v * d + self.layers * (4 * d * inner + 3 * d * f + 2 * d) + d
+        if arch == "palm":
+            return v * d + self.layers * (2 * d * inner + 2 * d * self.head_dim + 3 * d * f + d) + d
+        return 2 * v * d + self.layers * (12 * d * d + 13 * d)
 
     def as_dict(self) -> dict:
         return asdict(self)
