@@ -207,6 +207,7 @@ class EvaluateSection:
     device: str
     limit: int | None = None
     benchmark_cache: str | None = None
+    gpu_memory_gb: float = 80.0  # per GPU, for jobs that load a model: resources.model_gpus
 
     @property
     def on_gpu(self) -> bool:

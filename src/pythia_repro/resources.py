@@ -6,6 +6,9 @@ counts are `Suite.approx_parameters` (torch-free, within 1% of the published cou
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 from pythia_repro.config import Suite
 
 MB = 2**20
@@ -33,6 +36,24 @@ def export_mem_mb(suite: Suite, model: str) -> int:
 def eval_mem_mb(suite: Suite, model: str) -> int:
     """The exported weights, activations and the harness: ~1.5x the checkpoint plus runtime."""
     return 4000 + 3 * suite.export.bytes_per_parameter * suite.approx_parameters(model) // (2 * MB)
+
+
+def model_gpus(suite: Suite, model: str) -> int:
+    """GPUs of a job that loads `model`'s export (evaluation, the case studies): its weights in the
+    export dtype plus a quarter for activations and the KV cache, over `evaluate.gpu_memory_gb`
+    each. More than one and the job splits the model's layers over them (`model_parallel`)."""
+    need = 1.25 * suite.export.bytes_per_parameter * suite.approx_parameters(model)
+    return max(1, math.ceil(need / (suite.evaluate.gpu_memory_gb * 2**30)))
+
+
+def model_parallel(suite: Suite, model: str, device: str) -> bool:
+    """Whether a job on `device` loads `model` split over several GPUs (accelerate's device_map)."""
+    return device.startswith("cuda") and model_gpus(suite, model) > 1
+
+
+def model_gpus_resource(suite: Suite, on_gpu: bool) -> dict[str, Callable]:
+    """The `gpu` resource of a rule whose jobs load one model ({model} wildcard), on GPUs only."""
+    return {"gpu": lambda wc: model_gpus(suite, wc.model)} if on_gpu else {}
 
 
 def gpus(on_gpu: bool, count: int = 1) -> dict:

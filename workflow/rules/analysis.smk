@@ -61,7 +61,7 @@ rule arithmetic_eval:
     conda:
         "../../envs/eval.yaml"
     resources:
-        **resources.gpus(SUITE.term_frequency.device.startswith("cuda")),
+        **resources.model_gpus_resource(SUITE, SUITE.term_frequency.device.startswith("cuda")),
         mem_mb=lambda wc: resources.eval_mem_mb(SUITE, wc.model),
         runtime=240,
     params:
@@ -174,7 +174,7 @@ rule memorization:
     conda:
         "../../envs/eval.yaml"
     resources:
-        **resources.gpus(SUITE.memorization.device.startswith("cuda")),
+        **resources.model_gpus_resource(SUITE, SUITE.memorization.device.startswith("cuda")),
         mem_mb=lambda wc: resources.eval_mem_mb(SUITE, wc.model),
         runtime=240,
     params:
@@ -246,7 +246,7 @@ rule bias_eval:
     conda:
         "../../envs/eval.yaml"
     resources:
-        **resources.gpus(SUITE.gender_bias.device.startswith("cuda")),
+        **resources.model_gpus_resource(SUITE, SUITE.gender_bias.device.startswith("cuda")),
         mem_mb=lambda wc: resources.eval_mem_mb(SUITE, wc.model),
         runtime=240,
     params:

@@ -51,7 +51,7 @@ rule evaluate:
         "../../envs/eval.yaml"
     threads: 1
     resources:
-        **resources.gpus(SUITE.evaluate.on_gpu),
+        **resources.model_gpus_resource(SUITE, SUITE.evaluate.on_gpu),
         mem_mb=lambda wc: resources.eval_mem_mb(SUITE, wc.model),
         runtime=240,
     params:

@@ -43,8 +43,11 @@ SCORE_COLUMNS = {"index": pa.int64(), "memorized": pa.bool_()}  # plus "score": 
 SCORE_TYPES = (pa.float32(), pa.float64())
 
 
-def load_model(model_dir: str | Path, device: str = "cpu", dtype: torch.dtype | str | None = None):
-    """An exported HF model directory as an eval-mode causal LM on `device` (dtype as saved if None)."""
+def load_model(model_dir: str | Path, device: str = "cpu", dtype: torch.dtype | str | None = None,
+               parallelize: bool = False):
+    """An exported HF model directory as an eval-mode causal LM on `device` (dtype as saved if None);
+    `parallelize`: its layers split over every visible GPU (accelerate's device_map="auto"), the
+    inputs still going to `device`, where the first layers are."""
     import transformers
     from transformers import AutoModelForCausalLM
 
@@ -55,7 +58,11 @@ def load_model(model_dir: str | Path, device: str = "cpu", dtype: torch.dtype | 
         raise FileNotFoundError(f"{path}: not an exported model directory (no config.json)")
     # transformers < 4.56 calls the argument torch_dtype.
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    model = AutoModelForCausalLM.from_pretrained(str(path), **{key: dtype if dtype is not None else "auto"})
+    kwargs = {key: dtype if dtype is not None else "auto"}
+    if parallelize:
+        model = AutoModelForCausalLM.from_pretrained(str(path), device_map="auto", **kwargs)
+        return model.eval()
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     return model.to(device).eval()
 
 

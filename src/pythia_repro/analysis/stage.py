@@ -18,6 +18,7 @@ from pythia_repro.atomic import atomic_dir, atomic_file
 from pythia_repro.config import EvaluateSection, Suite
 from pythia_repro.data.batch import PreshuffledOrder, TrainingOrder
 from pythia_repro.errors import PythiaReproError
+from pythia_repro.resources import model_parallel
 
 
 def training_order(suite: Suite, variant: str, seed: int) -> TrainingOrder | PreshuffledOrder:
@@ -217,7 +218,7 @@ def score_memorization(suite: Suite, model: str, step: int, slice_spec: str | No
     lo, hi = slice_bounds(len(indices), i, k)
     indices = indices[lo:hi]
     model_dir = Path(model_dir or suite.layout.export_dir(model, step))
-    lm = load_model(model_dir, cfg.device)
+    lm = load_model(model_dir, cfg.device, parallelize=model_parallel(suite, model, cfg.device))
     order = training_order(suite, spec.data, spec.seed)
     runs = [(indices, None)]
     if spec.substitution:

@@ -22,6 +22,7 @@ from pathlib import Path
 from pythia_repro.atomic import atomic_file, write_text
 from pythia_repro.errors import PythiaReproError
 from pythia_repro.evaluate.suite_tasks import needs_own_tasks, task_manager, write_task_dir
+from pythia_repro.resources import model_parallel
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,13 @@ def _to_json(obj) -> str:
     return json.dumps(obj, indent=2, default=handle_non_serializable, ensure_ascii=False)
 
 
-def make_lm(model_dir: str | Path, device: str, batch_size, dtype: str = "auto"):
+def make_lm(model_dir: str | Path, device: str, batch_size, dtype: str = "auto", parallelize: bool = False):
+    """lm-eval's HF model; `parallelize` splits its layers over every visible GPU (lm-eval passes
+    accelerate's device_map="auto"), for a model too large for one."""
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(pretrained=str(model_dir), device=device, batch_size=batch_size, dtype=dtype)
+    placement = {"parallelize": True} if parallelize else {"device": device}
+    return HFLM(pretrained=str(model_dir), batch_size=batch_size, dtype=dtype, **placement)
 
 
 def run_harness(lm, tasks: list[str], num_fewshot: int, manager, limit=None, log_samples: bool = False) -> dict:
@@ -125,7 +129,7 @@ def evaluate_checkpoint(
         manager = task_manager(tasks, tasks_dir, extra_dirs)
 
         started = time.time()
-        lm = make_lm(model_dir, ev.device, ev.batch_size)
+        lm = make_lm(model_dir, ev.device, ev.batch_size, parallelize=model_parallel(suite, model, ev.device))
         loaded = time.time()
         runs, all_samples, documents = [], [], 0
         for n in shots:
