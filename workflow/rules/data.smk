@@ -134,5 +134,4 @@ rule order:
         config=SUITE_CONFIG,
         prefix=lambda wc, input: prefix_of(input),
     shell:
-        "pythia-repro order --config {params.config} --data-prefix {params.prefix}"
-        " --seed {wildcards.seed} 2> {log}"
+        "pythia-repro order --config {params.config} --data-prefix {params.prefix}" " --seed {wildcards.seed} 2> {log}"
