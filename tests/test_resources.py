@@ -3,7 +3,6 @@ for one (its layers split over them)."""
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _palm(**evaluate) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "palm.yaml").read_text())
-    cfg = copy.deepcopy(cfg)
     cfg["evaluate"].update(evaluate)
     return cfg
 

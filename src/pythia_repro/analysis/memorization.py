@@ -58,12 +58,10 @@ def load_model(model_dir: str | Path, device: str = "cpu", dtype: torch.dtype | 
         raise FileNotFoundError(f"{path}: not an exported model directory (no config.json)")
     # transformers < 4.56 calls the argument torch_dtype.
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    kwargs = {key: dtype if dtype is not None else "auto"}
-    if parallelize:
-        model = AutoModelForCausalLM.from_pretrained(str(path), device_map="auto", **kwargs)
-        return model.eval()
-    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    return model.to(device).eval()
+    placement = {"device_map": "auto"} if parallelize else {}
+    model = AutoModelForCausalLM.from_pretrained(str(path), **{key: dtype if dtype is not None else "auto"},
+                                                 **placement)
+    return (model if parallelize else model.to(device)).eval()
 
 
 # ----- scoring ------------------------------------------------------------------------------------
